@@ -1,0 +1,4 @@
+//! orch: drives AI coding agents through a gated pipeline. See
+//! `docs/ARCHITECTURE.md` for the module map and its invariants.
+
+pub mod domain;
