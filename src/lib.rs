@@ -2,4 +2,10 @@
 //! `docs/ARCHITECTURE.md` for the module map and its invariants.
 
 pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod domain;
+pub mod fsutil;
+pub mod gates;
+pub mod queue;
+pub mod store;

@@ -2,12 +2,18 @@
 //! this module (and `main.rs`) may use `anyhow`; the library's errors are
 //! typed.
 
+mod db;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "orch", version, about = "Drives AI coding agents through a gated pipeline.")]
+#[command(
+    name = "orch",
+    version,
+    about = "Drives AI coding agents through a gated pipeline."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -15,11 +21,30 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Placeholder until the first real subcommand lands.
-    Version,
+    /// Print the claim snapshot (serial gate, deps gate, job counts) as JSON.
+    Queue,
+    /// Offline maintenance of the store file.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
 }
 
-/// Entry point of the binary. Exit codes: 0 ok, 1 runtime error, 2 usage.
+/// A failure at the binary's edge: usage/config errors exit 2, runtime
+/// errors exit 1.
+pub enum Failure {
+    Usage(anyhow::Error),
+    Runtime(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Runtime(e.into())
+    }
+}
+
+/// Entry point of the binary. Exit codes: 0 ok, 1 runtime error, 2 usage or
+/// configuration error.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -29,10 +54,35 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match cli.command {
-        Command::Version => {
-            println!("orch {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    init_tracing();
+    let env = crate::config::process_env;
+    let result = match cli.command {
+        Command::Queue => db::queue(&env),
+        Command::Db { command } => db::run(command, &env),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("orch: {e:#}");
+            ExitCode::from(2)
         }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("orch: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let json = std::env::var("ORCH_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
     }
 }

@@ -172,6 +172,26 @@ pub fn untombstone(key: &str) -> Option<&str> {
     key.split_once(TOMBSTONE_MARK).map(|(orig, _)| orig)
 }
 
+/// The branch and worktree names of a task (SPEC §6): the first incarnation
+/// of a key uses `feature/<WI>`, a task re-created after a cancel uses
+/// `feature/<WI>-<n>`, so a predecessor's late cleanup never touches its
+/// successor. The worktree path is relative to the data dir.
+pub fn task_names(
+    repo: &RepoName,
+    work_item_id: &WorkItemId,
+    incarnation: u32,
+) -> (String, String) {
+    let leaf = if incarnation <= 1 {
+        work_item_id.to_string()
+    } else {
+        format!("{work_item_id}-{incarnation}")
+    };
+    (
+        format!("feature/{leaf}"),
+        format!("worktrees/{repo}/{leaf}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +228,26 @@ mod tests {
         let u = PlaneIssueId::parse("3B2F9A4C-8D1E-4F6A-9C2B-7E5D1A0B3C4D").unwrap();
         assert_eq!(u.as_str(), "3b2f9a4c-8d1e-4f6a-9c2b-7e5d1a0b3c4d");
         assert!(PlaneIssueId::parse("../../x").is_err());
+    }
+
+    #[test]
+    fn names_by_incarnation_tc39() {
+        let repo = RepoName::parse("orchestrator").unwrap();
+        let wi = WorkItemId::parse("ORCH-7").unwrap();
+        assert_eq!(
+            task_names(&repo, &wi, 1),
+            (
+                "feature/ORCH-7".into(),
+                "worktrees/orchestrator/ORCH-7".into()
+            )
+        );
+        assert_eq!(
+            task_names(&repo, &wi, 3),
+            (
+                "feature/ORCH-7-3".into(),
+                "worktrees/orchestrator/ORCH-7-3".into()
+            )
+        );
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! `orch db …` and `orch queue` on the store file.
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::Failure;
+use crate::config;
+use crate::store::Store;
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Verify every index against the records; prints a one-line verdict and
+    /// exits 1 if anything is out of step.
+    Check,
+}
+
+fn now() -> i64 {
+    crate::clock::now_millis()
+}
+
+fn open(env: &impl Fn(&str) -> Option<String>) -> Result<Store, Failure> {
+    let opts = config::store_options(env).map_err(|e| Failure::Usage(e.into()))?;
+    let (data, db) = config::paths(env);
+    crate::fsutil::ensure_private_dir(&data)
+        .with_context(|| format!("creating data dir {}", data.display()))?;
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    Ok(Store::open(&db, opts, now())?)
+}
+
+pub fn run(cmd: DbCommand, env: &impl Fn(&str) -> Option<String>) -> Result<(), Failure> {
+    match cmd {
+        DbCommand::Check => {
+            let store = open(env)?;
+            let report = store.check()?;
+            println!("{}", report.verdict());
+            if report.ok() {
+                Ok(())
+            } else {
+                Err(Failure::Runtime(anyhow::anyhow!(
+                    "{} index problem(s) found",
+                    report.problems.len()
+                )))
+            }
+        }
+    }
+}
+
+pub fn queue(env: &impl Fn(&str) -> Option<String>) -> Result<(), Failure> {
+    let store = open(env)?;
+    let snap = crate::queue::snapshot(&store, now());
+    println!("{}", serde_json::to_string_pretty(&snap)?);
+    Ok(())
+}
