@@ -93,6 +93,7 @@ impl Store {
     /// ones the file was indexed with.
     pub fn open(path: impl AsRef<Path>, opts: Options, now: Millis) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        discard_if_never_initialised(&path)?;
         let db = Database::builder()
             .set_cache_size(opts.cache_bytes)
             .create(&path)
@@ -103,7 +104,40 @@ impl Store {
             opts,
             gate_errors: AtomicU64::new(0),
         };
-        store.write(now, |tx| meta::prepare(tx))?;
+        store.write(now, meta::prepare)?;
+        Ok(store)
+    }
+
+    /// Opens the file through a backend that fails every write once
+    /// `write_budget` writes are spent, simulating a crash at that moment.
+    /// For crash-safety tests only.
+    pub fn open_crashing(
+        path: impl AsRef<Path>,
+        opts: Options,
+        now: Millis,
+        write_budget: Arc<std::sync::atomic::AtomicI64>,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
+        let backend = faults::CrashBackend::new(file, write_budget)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let db = Database::builder()
+            .set_cache_size(opts.cache_bytes)
+            .create_with_backend(backend)
+            .map_err(|e| StoreError::open(&path, e))?;
+        let store = Self {
+            db,
+            path,
+            opts,
+            gate_errors: AtomicU64::new(0),
+        };
+        store.write(now, meta::prepare)?;
         Ok(store)
     }
 
@@ -187,4 +221,29 @@ impl Store {
         let rx = ReadTx::open(&txn, &self.opts.gates)?;
         f(&rx)
     }
+}
+
+/// A crash while redb was creating a brand-new file can leave it empty or
+/// with a header of zeros: no transaction was ever committed to it, so it is
+/// removed and created again rather than refused as "not a redb database".
+fn discard_if_never_initialised(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut head = [0u8; 512];
+    let mut read = 0;
+    while read < head.len() {
+        match f.read(&mut head[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => return Err(StoreError::Db(format!("{}: {e}", path.display()))),
+        }
+    }
+    if head[..read].iter().all(|b| *b == 0) {
+        tracing::warn!(path = %path.display(), "store file was never initialised (crash during creation); creating it again");
+        std::fs::remove_file(path)
+            .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
 }

@@ -1,1 +1,9 @@
+//! The integration tests: one binary, one module per area.
 
+mod claim;
+mod cli;
+mod crash;
+mod keys;
+mod model;
+mod reaper;
+mod support;
