@@ -7,5 +7,6 @@ pub mod config;
 pub mod domain;
 pub mod fsutil;
 pub mod gates;
+pub mod pipeline;
 pub mod queue;
 pub mod store;
