@@ -16,7 +16,8 @@ use gix::remote::Direction;
 use crate::domain::RepoName;
 
 use super::error::{CommitId, GitError, GixContext};
-use super::{GitLayer, names, open_repo};
+use super::names::{self, FeatureBranch};
+use super::{GitLayer, open_repo};
 
 /// Where fetched remote branches land: `refs/remotes/origin/<branch>`.
 pub(crate) const TRACKING_PREFIX: &str = "refs/remotes/origin/";
@@ -47,7 +48,9 @@ impl GitLayer {
         branch: &str,
     ) -> Result<Option<CommitId>, GitError> {
         let remote = names::remote(remote)?;
-        if !branch.starts_with(names::FEATURE_PREFIX) {
+        if branch.starts_with(names::FEATURE_PREFIX) {
+            FeatureBranch::parse(branch)?;
+        } else {
             names::base_branch(branch)?;
         }
         let lock = self.lock(repo);
