@@ -81,13 +81,15 @@ impl GitLayer {
                     reason: format!("registered on {on_branch:?}, not {branch}"),
                 });
             }
-            let complete = proxy.git_dir().join("index").is_file() && path.join(".git").is_file();
+            let complete = !is_initializing(&proxy)
+                && proxy.git_dir().join("index").is_file()
+                && path.join(".git").is_file();
             if complete {
                 let head = linked.head_id().ctx("read worktree HEAD")?.detach();
                 return Ok(WorktreeAdd::Existing { head });
             }
-            // An interrupted add leaves its registration locked
-            // ("initializing"), so only overriding the lock clears it.
+            // Nothing was handed to an agent yet, so the half-made worktree
+            // is discarded, its "initializing" lock included.
             proxy
                 .remove(Force::OverrideLock, Discard)
                 .ctx("remove half-made worktree")?;
@@ -145,9 +147,14 @@ impl GitLayer {
         if mirror.join("HEAD").is_file() {
             let git = open_repo(&mirror)?;
             if let Some(proxy) = registration(&git, &path)? {
-                proxy
-                    .remove(Force::DiscardChanges, Discard)
-                    .ctx("remove worktree")?;
+                // A lock someone else set is respected; the one an
+                // interrupted add leaves behind is not a reason to keep it.
+                let force = if is_initializing(&proxy) {
+                    Force::OverrideLock
+                } else {
+                    Force::DiscardChanges
+                };
+                proxy.remove(force, Discard).ctx("remove worktree")?;
                 outcome = WorktreeRemove::Removed;
             }
         }
@@ -303,6 +310,12 @@ fn registration<'r>(
         }
     }
     Ok(None)
+}
+
+/// True while a worktree add has not finished: gix, like git, locks the
+/// registration with the reason "initializing" until the checkout is done.
+fn is_initializing(proxy: &gix::worktree::Proxy<'_>) -> bool {
+    proxy.lock_reason().is_some_and(|r| r == "initializing")
 }
 
 pub(crate) fn local_tip(

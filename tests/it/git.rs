@@ -247,6 +247,17 @@ fn add_worktree_replays_after_interruptions() {
     assert_eq!(replay().expect("replay"), WorktreeAdd::Created { head });
     assert_eq!(git(&path, &["status", "--porcelain"]), "");
 
+    // Killed after the checkout, before the registration was unlocked.
+    std::fs::write(Path::new(&admin).join("locked"), "initializing\n").expect("lock");
+    assert_eq!(replay().expect("replay"), WorktreeAdd::Created { head });
+    assert!(!Path::new(&admin).join("locked").exists());
+    std::fs::write(Path::new(&admin).join("locked"), "initializing\n").expect("lock");
+    let removed = f.layer.remove_worktree(&f.repo, &path).expect("remove");
+    assert_eq!(removed, WorktreeRemove::Removed);
+    f.layer
+        .add_worktree(&f.repo, "main", &branch, &path)
+        .expect("re-add");
+
     // A directory of files without any registration.
     f.layer.remove_worktree(&f.repo, &path).expect("remove");
     std::fs::create_dir_all(&path).expect("mkdir");
@@ -339,12 +350,14 @@ fn tc40_names_cannot_escape_or_become_options() {
             .push_branch(&f.repo, &f.remote, "feature/ORCH-1:refs/heads/main"),
         |e| matches!(e, GitError::NotFeatureBranch { .. }),
     );
-    check_refused(f.layer.remote_ref(&f.repo, &f.remote, "feature/../main"), |e| {
-        matches!(e, GitError::NotFeatureBranch { .. })
-    });
-    check_refused(f.layer.remote_ref(&f.repo, &f.remote, "--upload-pack=x"), |e| {
-        matches!(e, GitError::InvalidBranchName { .. })
-    });
+    check_refused(
+        f.layer.remote_ref(&f.repo, &f.remote, "feature/../main"),
+        |e| matches!(e, GitError::NotFeatureBranch { .. }),
+    );
+    check_refused(
+        f.layer.remote_ref(&f.repo, &f.remote, "--upload-pack=x"),
+        |e| matches!(e, GitError::InvalidBranchName { .. }),
+    );
     assert!(!marker.exists());
     assert!(!f.root.join("outside").exists());
     assert!(!f.root.join("ORCH-1").exists());
