@@ -67,17 +67,17 @@ impl GitLayer {
         if path.join("HEAD").is_file() {
             return Ok(path);
         }
+        // A directory without HEAD at the mirror's path is not ours to
+        // replace: it may hold something an operator put there.
+        if path.exists() {
+            return Err(GitError::NotARepository { path });
+        }
         let parent = path.parent().unwrap_or(&self.data_dir);
         std::fs::create_dir_all(parent).map_err(|e| GitError::io("create", parent, e))?;
         // `RepoName` cannot start with '.', so this never names a real mirror.
         let staging = parent.join(format!(".{repo}.git.init"));
         remove_dir_if_exists(&staging)?;
         gix::init_bare(&staging).ctx("initialise bare clone")?;
-        // A directory without HEAD at the mirror's path is not ours to
-        // replace: it may hold something an operator put there.
-        if path.exists() {
-            return Err(GitError::NotARepository { path });
-        }
         std::fs::rename(&staging, &path).map_err(|e| GitError::io("rename", &staging, e))?;
         Ok(path)
     }
