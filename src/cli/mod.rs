@@ -7,11 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "orch",
-    version,
-    about = "Drives AI coding agents through a gated pipeline."
-)]
+#[command(name = "orch", version, about = "Drives AI coding agents through a gated pipeline.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
