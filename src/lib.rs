@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod fsutil;
 pub mod gates;
+pub mod git;
 pub mod pipeline;
 pub mod queue;
 pub mod store;

@@ -3,6 +3,7 @@
 mod claim;
 mod cli;
 mod crash;
+mod git;
 mod keys;
 mod model;
 mod reaper;
