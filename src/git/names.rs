@@ -96,13 +96,15 @@ pub fn task_names(
     work_item: &WorkItemId,
     incarnation: u32,
 ) -> Result<TaskNames, GitError> {
-    let branch = FeatureBranch::new(work_item, incarnation)?;
-    let worktree_rel = Path::new(WORKTREES_DIR)
-        .join(repo.as_str())
-        .join(task_dir_name(work_item, incarnation)?);
+    // The naming rule itself lives in the domain, where the store records
+    // the names on the task; this only types them for git.
+    if incarnation == 0 {
+        return Err(GitError::Incarnation(0));
+    }
+    let (branch, worktree) = crate::domain::task_names(repo, work_item, incarnation);
     Ok(TaskNames {
-        branch,
-        worktree_rel,
+        branch: FeatureBranch::parse(&branch)?,
+        worktree_rel: PathBuf::from(worktree),
     })
 }
 
