@@ -2,7 +2,13 @@
 //! start through a lookup function, so tests pass their own environment and
 //! nothing reads the process environment behind the caller's back.
 
+pub mod file;
+mod settings;
+
 use std::path::PathBuf;
+
+pub use file::{RepoConfig, RoleConfig};
+pub use settings::{Env, Settings};
 
 use crate::gates::GateConfig;
 use crate::store::{Durability, Options};
@@ -15,6 +21,8 @@ pub enum ConfigError {
     Number { key: &'static str, value: String },
     #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
 }
 
 fn flag(
