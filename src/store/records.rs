@@ -36,6 +36,9 @@ pub struct Task {
     pub worktree: String,
     pub stage: Stage,
     pub stage_started_at: Millis,
+    /// The feature branch head when the stage's first job started: what
+    /// `branch_has_commits` counts from.
+    pub stage_base: Option<String>,
     pub title: String,
     pub description: String,
     pub blocked: Option<Blocked>,

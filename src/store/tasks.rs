@@ -105,6 +105,7 @@ impl Tx<'_> {
             worktree,
             stage: Stage::Created,
             stage_started_at: self.now,
+            stage_base: None,
             title: new.title,
             description: new.description,
             blocked: None,
@@ -192,6 +193,7 @@ impl Tx<'_> {
         let mut new = old.clone();
         new.stage = stage;
         new.stage_started_at = self.now;
+        new.stage_base = None;
         if stage > Stage::Analysis && new.admitted_at.is_none() {
             new.admitted_at = Some(self.now);
             self.event(task_id, EventKind::Admitted, None, "past analysis")?;

@@ -6,5 +6,6 @@ mod crash;
 mod git;
 mod keys;
 mod model;
+mod pipeline;
 mod reaper;
 mod support;
