@@ -1,16 +1,18 @@
 //! The per-job agent log: stdout and stderr appended to one file, capped.
 //!
-//! The pipes are always drained to the end, also past the cap, because an
-//! agent blocked on a full pipe would hang instead of finishing. Past the cap
-//! the output is discarded and one marker line says so; the marker's room is
-//! reserved, so the file never grows beyond the cap.
+//! Both streams share one pipe (as with `2>&1`), so the log keeps the order
+//! in which the agent wrote its lines. The pipe is always drained to the end,
+//! also past the cap, because an agent blocked on a full pipe would hang
+//! instead of finishing. Past the cap the output is discarded and one marker
+//! line says so; the marker's room is reserved, so the file never grows
+//! beyond the cap.
 
 use std::io;
 use std::path::Path;
 
 use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{ChildStderr, ChildStdout};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe::Receiver;
 
 /// What the drain did, for the job's diagnostics.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -100,42 +102,22 @@ impl CappedLog {
     }
 }
 
-/// Copies both pipes into the log until both reach end of file, which is
-/// when the agent and every descendant holding them have exited or closed
-/// them.
-pub(super) async fn drain(
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
-    mut log: CappedLog,
-) -> LogSummary {
-    let (mut out, mut err) = (stdout, stderr);
-    let mut out_buf = vec![0u8; 16 * 1024];
-    let mut err_buf = vec![0u8; 16 * 1024];
-    while out.is_some() || err.is_some() {
-        tokio::select! {
-            r = read_some(&mut out, &mut out_buf) => match r {
-                Ok(n) if n > 0 => log.write(&out_buf[..n]).await,
-                _ => out = None,
-            },
-            r = read_some(&mut err, &mut err_buf) => match r {
-                Ok(n) if n > 0 => log.write(&err_buf[..n]).await,
-                _ => err = None,
-            },
+/// Copies the agent's output pipe into the log until end of file, which is
+/// when the agent and every descendant holding the pipe have exited or
+/// closed it.
+pub(super) async fn drain(mut output: Receiver, mut log: CappedLog) -> LogSummary {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match output.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => log.write(&buf[..n]).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the agent's output failed");
+                break;
+            }
         }
     }
     log.finish().await
-}
-
-/// Reads from the pipe if it is still open; a closed pipe never completes,
-/// so `select!` only waits on the open ones.
-async fn read_some<R: AsyncRead + Unpin>(
-    pipe: &mut Option<R>,
-    buf: &mut [u8],
-) -> io::Result<usize> {
-    match pipe {
-        Some(r) => r.read(buf).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

@@ -80,7 +80,10 @@ pub fn read_stat(pid: u32) -> io::Result<Option<ProcStat>> {
 pub fn snapshot() -> io::Result<Vec<ProcStat>> {
     let mut all = Vec::new();
     for entry in fs::read_dir("/proc")? {
-        let entry = entry?;
+        // An entry that cannot be listed is a process that just ended.
+        let Ok(entry) = entry else {
+            continue;
+        };
         let Some(pid) = entry
             .file_name()
             .to_str()

@@ -3,18 +3,20 @@
 //! The agent runs as the leader of a new session (and so of a new process
 //! group), in the task's worktree, with exactly the environment it is given.
 //! The prompt is written to its stdin, which is then closed; its stdout and
-//! stderr go to the per-job log. Orch keeps the agent's pid and start time,
+//! stderr share one pipe that is copied to the per-job log. Orch keeps the agent's pid and start time,
 //! which together identify it even after orch restarts (§5.5). Dropping a
 //! handle never kills the agent: stopping it is always an explicit decision
 //! ([`AgentHandle::stop`] or [`super::stop_tree`]).
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe::Receiver;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -144,14 +146,22 @@ pub async fn spawn(spec: SpawnSpec) -> Result<AgentHandle, AgentError> {
             source,
         })?;
 
+    let spawn_error = |source| AgentError::Spawn {
+        program: spec.command.program.clone(),
+        source,
+    };
+    let (reader, writer) = std::io::pipe().map_err(spawn_error)?;
+    let stderr_writer = writer.try_clone().map_err(spawn_error)?;
+    let output = Receiver::from_owned_fd(OwnedFd::from(reader)).map_err(spawn_error)?;
+
     let mut cmd = Command::new(&spec.command.program);
     cmd.args(&spec.command.args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter())
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(stderr_writer))
         .kill_on_drop(false);
     // SAFETY: the closure runs in the forked child before exec. It only calls
     // setsid(2), which is async-signal-safe; it allocates nothing and takes
@@ -160,10 +170,11 @@ pub async fn spawn(spec: SpawnSpec) -> Result<AgentHandle, AgentError> {
     unsafe {
         cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
     }
-    let mut child = cmd.spawn().map_err(|source| AgentError::Spawn {
-        program: spec.command.program.clone(),
-        source,
-    })?;
+    let spawned = cmd.spawn();
+    // The command holds orch's copies of the pipe's write end; they must be
+    // closed, or the log would never see the end of the agent's output.
+    drop(cmd);
+    let mut child = spawned.map_err(spawn_error)?;
 
     // The child is not reaped before `wait`, so its /proc entry exists even
     // if it has already exited, and its pid cannot be reused meanwhile.
@@ -194,7 +205,7 @@ pub async fn spawn(spec: SpawnSpec) -> Result<AgentHandle, AgentError> {
             drop(stdin);
         });
     }
-    let log_task = tokio::spawn(drain(child.stdout.take(), child.stderr.take(), log));
+    let log_task = tokio::spawn(drain(output, log));
 
     Ok(AgentHandle {
         child,

@@ -200,10 +200,9 @@ impl Stop {
         let group_sent = self.leader_verified() && signal_group(self.pid, sig);
         let mut sent = Vec::new();
         for p in tree.live() {
-            if group_sent && p.pgrp == self.pid {
-                done.insert(p.pid);
-                sent.push(p.pid);
-            } else if !done.contains(&p.pid) && signal_verified(p.pid, p.start_time, sig) {
+            let reached = (group_sent && p.pgrp == self.pid)
+                || (!done.contains(&p.pid) && signal_verified(p.pid, p.start_time, sig));
+            if reached {
                 done.insert(p.pid);
                 sent.push(p.pid);
             }
@@ -221,9 +220,11 @@ impl Stop {
     }
 
     /// The leader still exists (running or as an unreaped zombie) with the
-    /// recorded start time, which keeps its group id from being reused.
+    /// recorded start time and still leads its group, which keeps the group
+    /// id from being reused.
     fn leader_verified(&self) -> bool {
-        matches!(read_stat(self.pid), Ok(Some(s)) if s.start_time == self.start_time)
+        matches!(read_stat(self.pid),
+            Ok(Some(s)) if s.start_time == self.start_time && s.pgrp == self.pid)
     }
 }
 
