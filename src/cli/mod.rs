@@ -6,7 +6,7 @@ mod db;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,6 +28,23 @@ pub enum Command {
         #[command(subcommand)]
         command: db::DbCommand,
     },
+    /// The built-in scripted agent, run when the agent command is `builtin`.
+    ///
+    /// Reads the prompt on stdin and ORCH_ROLE, ORCH_WORK_ITEM_ID,
+    /// ORCH_DOCS_DIR and ORCH_ATTEMPT from its environment, writes the
+    /// role's artefacts in the current worktree and commits them. Test
+    /// switches: ORCH_DEMO_FAIL=1, ORCH_DEMO_FAIL_ROLE=<role>,
+    /// ORCH_DEMO_SLEEP_MS=<n>, ORCH_DEMO_IGNORE_TERM=1,
+    /// ORCH_DEMO_GRANDCHILD=1, ORCH_DEMO_REVIEW=changes_requested,
+    /// ORCH_DEMO_TESTS_FAIL=1.
+    AgentDemo(AgentDemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentDemoArgs {
+    /// Run as the grandchild the agent starts for stop tests.
+    #[arg(long, hide = true)]
+    pub grandchild: bool,
 }
 
 /// A failure at the binary's edge: usage/config errors exit 2, runtime
@@ -54,11 +71,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Command::AgentDemo(args) = &cli.command {
+        // The scripted agent keeps its own output clean of orch's logging.
+        return ExitCode::from(crate::agent::demo::run(args.grandchild));
+    }
     init_tracing();
     let env = crate::config::process_env;
     let result = match cli.command {
         Command::Queue => db::queue(&env),
         Command::Db { command } => db::run(command, &env),
+        Command::AgentDemo(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
