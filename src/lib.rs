@@ -11,4 +11,6 @@ pub mod gates;
 pub mod git;
 pub mod pipeline;
 pub mod queue;
+pub mod runtime;
 pub mod store;
+pub mod views;

@@ -3,6 +3,7 @@
 //! typed.
 
 mod db;
+mod task;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,18 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the service: workers, reaper and start-up recovery, until SIGINT
+    /// or SIGTERM.
+    Serve,
+    /// A self-contained tour: two local repos, the scripted agent, three
+    /// tasks through every stage; exits 0 when every expected end state is
+    /// reached.
+    Demo,
+    /// Start, show, list or retry tasks.
+    Task {
+        #[command(subcommand)]
+        command: task::TaskCommand,
+    },
     /// Print the claim snapshot (serial gate, deps gate, job counts) as JSON.
     Queue,
     /// Offline maintenance of the store file.
@@ -78,6 +91,9 @@ pub fn main() -> ExitCode {
     init_tracing();
     let env = crate::config::process_env;
     let result = match cli.command {
+        Command::Serve => serve(),
+        Command::Demo => demo(),
+        Command::Task { command } => settings().and_then(|s| task::run(command, &s)),
         Command::Queue => db::queue(&env),
         Command::Db { command } => db::run(command, &env),
         Command::AgentDemo(_) => Ok(()),
@@ -92,6 +108,41 @@ pub fn main() -> ExitCode {
             eprintln!("orch: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn settings() -> Result<crate::config::Settings, Failure> {
+    let env = crate::config::Env::from_process().map_err(|e| Failure::Usage(e.into()))?;
+    crate::config::Settings::load(&env).map_err(|e| Failure::Usage(e.into()))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn serve() -> Result<(), Failure> {
+    let env = crate::config::Env::from_process().map_err(|e| Failure::Usage(e.into()))?;
+    let settings = crate::config::Settings::load(&env).map_err(|e| Failure::Usage(e.into()))?;
+    settings
+        .require_agent_commands()
+        .map_err(|e| Failure::Usage(e.into()))?;
+    runtime()?.block_on(async {
+        let rt = crate::runtime::Runtime::open(settings, env)?;
+        crate::runtime::serve(rt).await?;
+        Ok(())
+    })
+}
+
+fn demo() -> Result<(), Failure> {
+    let ok = runtime()?.block_on(async { crate::runtime::demo(&mut std::io::stdout()).await })?;
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow::anyhow!(
+            "the demo missed an expected end state"
+        )))
     }
 }
 

@@ -174,7 +174,7 @@ impl Settings {
             .map(str::to_owned)
             .collect();
         for name in &passthrough {
-            if name.starts_with("ORCH_") {
+            if crate::agent::env::is_orch_secret(name) {
                 return Err(ConfigError::Invalid {
                     key: "ORCH_AGENT_ENV_PASSTHROUGH",
                     reason: format!("{name}: orch's own variables never reach an agent"),
@@ -293,7 +293,7 @@ mod tests {
             ("ORCH_WORKERS", "0"),
             ("ORCH_LEASE_SECS", "ten"),
             ("ORCH_HTTP_ADDR", "nowhere"),
-            ("ORCH_AGENT_ENV_PASSTHROUGH", "ORCH_API_TOKEN"),
+            ("ORCH_AGENT_ENV_PASSTHROUGH", "X,ORCH_API_TOKEN"),
             ("ORCH_AGENT_CMD", "'unclosed"),
         ] {
             let env = Env::from_pairs([("ORCH_CONFIG", "/nonexistent/orch.toml"), (k, v)]);

@@ -223,6 +223,44 @@ impl ReadTx {
         jobs_of(&self.jobs_by_task, &self.jobs, task_id)
     }
 
+    /// Every job with this status, oldest first (through the status index).
+    pub fn jobs_with_status(
+        &self,
+        status: crate::domain::JobStatus,
+    ) -> Result<Vec<Job>, StoreError> {
+        let code = status.code();
+        let mut out = Vec::new();
+        for row in self.jobs_by_status.range((code, 0)..=(code, u64::MAX))? {
+            let id = row?.0.value().1;
+            if let Some(job) = get_record(&self.jobs, id)? {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tasks newest first, from `before` (exclusive) downwards, that pass
+    /// `keep`, at most `limit`; and whether more may follow.
+    pub fn list_tasks(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&Task) -> bool,
+    ) -> Result<(Vec<Task>, bool), StoreError> {
+        let mut out = Vec::new();
+        let upper = before.unwrap_or(u64::MAX);
+        for row in self.tasks.range(..upper)?.rev() {
+            let t: Task = codec::decode(row?.1.value())?;
+            if keep(&t) {
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(t);
+            }
+        }
+        Ok((out, false))
+    }
+
     /// A task's audit log, oldest first.
     pub fn events_of(&self, task_id: u64) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::new();

@@ -1,0 +1,93 @@
+//! `orch serve`: recovery, then the workers and the reaper until SIGINT or
+//! SIGTERM; then an orderly shutdown (stop claiming, wait for critical
+//! windows, stop agents with the grace, requeue their jobs).
+
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use super::{Runtime, now, recovery, worker};
+use crate::pipeline::apply;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Runtime(#[from] super::RuntimeError),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Runs until a shutdown is requested (signal or `Runtime::request_shutdown`).
+pub async fn serve(rt: Arc<Runtime>) -> Result<(), ServeError> {
+    rt.settings.require_agent_commands()?;
+    recovery::run(&rt).await?;
+    let mut tasks = JoinSet::new();
+    for i in 0..rt.settings.workers {
+        tasks.spawn(worker::run(rt.clone(), format!("worker-{i}")));
+    }
+    tasks.spawn(reaper(rt.clone()));
+    let signals = tokio::spawn(wait_for_signal(rt.clone()));
+    tracing::info!(workers = rt.settings.workers, db = %rt.settings.db_path.display(), "orch serve started");
+    while tasks.join_next().await.is_some() {}
+    signals.abort();
+    tracing::info!("orch serve stopped");
+    Ok(())
+}
+
+async fn wait_for_signal(rt: Arc<Runtime>) -> Result<(), ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+    rt.request_shutdown();
+    Ok(())
+}
+
+/// Every `ORCH_REAPER_INTERVAL_SECS`: expired leases back to the queue (or
+/// failed, or cancelled), in one transaction with the pipeline's decision
+/// for every job it failed.
+async fn reaper(rt: Arc<Runtime>) {
+    let mut shutdown = rt.shutdown.subscribe();
+    let mut tick = tokio::time::interval(rt.settings.reaper_interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => {}
+        }
+        if rt.is_shutting_down() {
+            break;
+        }
+        let (max, limits) = (rt.settings.max_attempts, rt.limits());
+        let res = rt
+            .writer
+            .call(now(), move |tx| {
+                let out = tx.reap(max)?;
+                for o in out
+                    .iter()
+                    .filter(|o| o.status == crate::domain::JobStatus::Failed)
+                {
+                    apply::after_reaped_failure(tx, o.job_id, limits)?;
+                }
+                Ok::<_, StoreError>(out)
+            })
+            .await;
+        match res {
+            Ok(out) if !out.is_empty() => {
+                tracing::info!(reaped = out.len(), "reaper pass");
+                for o in &out {
+                    rt.stop_job(o.job_id);
+                }
+                rt.wake.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "reaper pass failed"),
+        }
+    }
+}

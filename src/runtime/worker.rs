@@ -1,0 +1,47 @@
+//! A worker: claim, run, record, repeat. Woken by a notification when work
+//! may have become claimable, with a slow poll as a safety net.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Runtime, job, now};
+
+/// How long an idle worker sleeps when no notification comes.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+pub async fn run(rt: Arc<Runtime>, name: String) {
+    let mut shutdown = rt.shutdown.subscribe();
+    loop {
+        if rt.is_shutting_down() {
+            break;
+        }
+        // Register for a wake-up before looking, so a notification sent
+        // between the empty claim and the wait is not lost.
+        let wake = rt.wake.clone();
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let lease_ms = rt.lease_ms();
+        let boot = rt.boot_id.clone();
+        let worker = name.clone();
+        match rt
+            .writer
+            .call(now(), move |tx| tx.claim(&worker, lease_ms, Some(&boot)))
+            .await
+        {
+            Ok(Some(lease)) => {
+                tracing::info!(worker = %name, job = lease.job_id, task = lease.task_id, role = %lease.role, "claimed");
+                job::run(&rt, &name, lease).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(worker = %name, error = %e, "claim failed"),
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep(IDLE_POLL) => {}
+        }
+    }
+    tracing::debug!(worker = %name, "worker stopped");
+}
