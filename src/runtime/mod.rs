@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, watch};
 
-pub use demo::run as demo;
+pub use demo::{Server, run as demo};
 pub use serve::{ServeError, serve};
 
 use crate::config::{Env, Settings};

@@ -3,39 +3,14 @@
 //! what the layer leaves behind.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use orch::domain::{RepoName, WorkItemId};
+
+use crate::support::{git, git_output};
 use orch::git::{
     CommitId, FastForward, GitError, GitLayer, LocalDelete, PushOutcome, RemoteDelete, WorktreeAdd,
     WorktreeRemove, task_names,
 };
-
-/// Runs the real `git` in `dir` for the test's own setup and inspection,
-/// isolated from the machine's config, and returns its trimmed stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = git_output(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {dir:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn git_output(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .args(args)
-        .output()
-        .expect("git runs")
-}
 
 fn oid(hex: &str) -> CommitId {
     CommitId::from_hex(hex.as_bytes()).expect("a commit id")

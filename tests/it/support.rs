@@ -1,7 +1,8 @@
 //! Shared fixtures: a real redb file in a temp dir, and one-line helpers to
 //! build the situations the tests talk about.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use orch::domain::{PlaneIssueId, RepoName, Role, Stage, WorkItemId};
 use orch::gates::GateConfig;
@@ -157,4 +158,30 @@ pub fn new_task(wi: &str, repo: &str, deps: &[&str]) -> NewTask {
 pub fn with_plane(mut t: NewTask, uuid: &str) -> NewTask {
     t.plane_issue_id = Some(PlaneIssueId::parse(uuid).unwrap());
     t
+}
+
+/// Runs the real `git` in `dir` for the test's own setup and inspection,
+/// isolated from the machine's config, and returns its trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_output(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} in {dir:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub fn git_output(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .args(args)
+        .output()
+        .expect("git runs")
 }
