@@ -244,6 +244,15 @@ impl AgentHandle {
         if let Some(outcome) = self.outcome {
             return Ok(outcome);
         }
+        // Once the deadline has passed the run counts as timed out, even if
+        // this future is dropped while the tree is being stopped and a later
+        // call only sees the agent die of the stop's signal.
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            let report = stop_tree(self.pid, self.start_time, self.stop_grace).await?;
+            tracing::debug!(pid = self.pid, ?report, "timed-out agent stopped");
+            self.child.wait().await.map_err(AgentError::Wait)?;
+            return Ok(self.settle(AgentOutcome::TimedOut).await);
+        }
         let status = match self.deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, self.child.wait()).await {
                 Ok(status) => status,

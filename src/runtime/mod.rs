@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, watch};
 
 pub use demo::{Server, run as demo};
+pub use recovery::{Recovered, run as recover};
 pub use serve::{ServeError, serve};
 
 use crate::config::{Env, Settings};

@@ -10,5 +10,6 @@ mod keys;
 mod model;
 mod pipeline;
 mod reaper;
+mod recovery;
 mod support;
 mod world;
