@@ -2,6 +2,7 @@
 //! `docs/ARCHITECTURE.md` for the module map and its invariants.
 
 pub mod agent;
+pub mod cancel;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -494,6 +494,9 @@ async fn record(rt: &Arc<Runtime>, lease: &Lease, end: End) {
                     if applied.task.stage == Stage::Done {
                         cleanup_done(rt, &applied.task).await;
                     }
+                    if applied.task.cancel_pending() {
+                        rt.kick_cancel(applied.task.id);
+                    }
                 }
                 Err(e) => tracing::warn!(job, error = %e, "job outcome not recorded"),
             }

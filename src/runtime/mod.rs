@@ -4,6 +4,7 @@
 //! decision is taken by the pure modules (`gates`, `pipeline`) and every
 //! state change goes through the store's one writer.
 
+mod cancel;
 mod demo;
 mod job;
 mod recovery;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, watch};
 
+pub use cancel::{CRASH_AFTER_STEP_VAR, archive_dir, drive as drive_cancel};
 pub use demo::{Server, run as demo};
 pub use recovery::{Recovered, run as recover};
 pub use serve::{ServeError, serve};
@@ -64,6 +66,8 @@ pub struct Runtime {
     /// The binary that `builtin` names.
     pub builtin_exe: PathBuf,
     pub running: Mutex<HashMap<u64, RunningJob>>,
+    /// Tasks whose cancel driver runs now; `true` asks it to run once more.
+    pub cancels: Mutex<HashMap<u64, bool>>,
 }
 
 impl Runtime {
@@ -91,6 +95,7 @@ impl Runtime {
             boot_id: uuid::Uuid::new_v4().to_string(),
             builtin_exe,
             running: Mutex::new(HashMap::new()),
+            cancels: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -124,6 +129,14 @@ impl Runtime {
 
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Whether a worker of this process still runs `job_id`'s process.
+    pub fn is_running(&self, job_id: u64) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&job_id)
     }
 
     /// Tells the worker running `job_id` (if any) to stop its agent.

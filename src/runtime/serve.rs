@@ -24,6 +24,14 @@ pub enum ServeError {
 pub async fn serve(rt: Arc<Runtime>) -> Result<(), ServeError> {
     rt.settings.require_agent_commands()?;
     recovery::run(&rt).await?;
+    // Cancels interrupted by an earlier stop resume from their recorded step.
+    for id in rt
+        .store
+        .read(|rx| rx.cancelling(usize::MAX))
+        .map_err(super::RuntimeError::from)?
+    {
+        rt.kick_cancel(id);
+    }
     let mut tasks = JoinSet::new();
     for i in 0..rt.settings.workers {
         tasks.spawn(worker::run(rt.clone(), format!("worker-{i}")));
@@ -78,6 +86,15 @@ async fn reaper(rt: Arc<Runtime>) {
                 Ok::<_, StoreError>(out)
             })
             .await;
+        if let Err(e) = super::cancel::settle_debts(&rt).await {
+            tracing::warn!(error = %e, "settling cleanup debt failed");
+        }
+        // A cancel whose driver failed on a store error is driven again.
+        if let Ok(ids) = rt.store.read(|rx| rx.cancelling(usize::MAX)) {
+            for id in ids {
+                rt.kick_cancel(id);
+            }
+        }
         match res {
             Ok(out) if !out.is_empty() => {
                 tracing::info!(reaped = out.len(), "reaper pass");

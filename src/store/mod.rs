@@ -5,6 +5,7 @@
 
 mod check;
 pub mod codec;
+mod debt;
 mod error;
 mod faults;
 mod index;
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::{Database, Durability as RedbDurability, ReadableDatabase};
 
 pub use check::CheckReport;
+pub use debt::{DEBT_KINDS, Debt, MAX_DEBT_TRIES};
 pub use error::StoreError;
 pub use faults::Faults;
 pub use jobs::{Completion, Lease, ReapOutcome};

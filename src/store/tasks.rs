@@ -400,6 +400,20 @@ impl Tx<'_> {
         Ok(None)
     }
 
+    /// A task's audit log, oldest first.
+    pub fn events_of(&self, task_id: u64) -> Result<Vec<crate::store::Event>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.events.range((task_id, 0)..=(task_id, u64::MAX))? {
+            out.push(super::codec::decode(row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every job of a task, oldest first.
+    pub fn jobs_of(&self, task_id: u64) -> Result<Vec<crate::store::Job>, StoreError> {
+        super::tx::jobs_of(&self.jobs_by_task, &self.jobs, task_id)
+    }
+
     /// Whether any job of the task is queued or running for this role.
     pub fn has_live_job(
         &self,

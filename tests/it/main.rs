@@ -11,5 +11,6 @@ mod model;
 mod pipeline;
 mod reaper;
 mod recovery;
+mod stop;
 mod support;
 mod world;
