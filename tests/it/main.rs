@@ -12,5 +12,6 @@ mod pipeline;
 mod reaper;
 mod recovery;
 mod stop;
+mod stop_crash;
 mod support;
 mod world;
