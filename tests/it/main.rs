@@ -4,6 +4,7 @@ mod agent;
 mod claim;
 mod cli;
 mod crash;
+mod docs;
 mod e2e;
 mod git;
 mod keys;
