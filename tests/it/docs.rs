@@ -24,17 +24,26 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 fn env_example_lists_every_variable() {
     let example = read(".env.example");
     let mut files = Vec::new();
-    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     let mut names = BTreeSet::new();
     for f in files {
         let text = std::fs::read_to_string(f).unwrap();
         for (i, _) in text.match_indices("\"ORCH_") {
-            let name: String = text[i + 1..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+            let name: String = text[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
             names.insert(name);
         }
     }
     let examples_only = ["ORCH_SLACK_TOKEN"];
-    let missing: Vec<_> = names.iter().filter(|n| !examples_only.contains(&n.as_str()) && !example.contains(n.as_str())).collect();
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !examples_only.contains(&n.as_str()) && !example.contains(n.as_str()))
+        .collect();
     assert!(missing.is_empty(), "missing from .env.example: {missing:?}");
 }
 
