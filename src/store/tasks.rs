@@ -160,6 +160,20 @@ impl Tx<'_> {
         Ok(new)
     }
 
+    /// Replaces the task's external dependencies: tracker issues orch has
+    /// never seen, not yet reported completed or cancelled.
+    pub fn set_external_deps(&mut self, task_id: u64, deps: Vec<String>) -> Result<Task, StoreError> {
+        let old = self.task(task_id)?;
+        if old.external_deps == deps {
+            return Ok(old);
+        }
+        let mut new = old.clone();
+        new.external_deps = deps;
+        self.put_task(Some(&old), &new)?;
+        self.event(task_id, EventKind::DependencyAdded, None, format!("external: {}", new.external_deps.join(", ")))?;
+        Ok(new)
+    }
+
     /// Whether `to` is reachable from `from` along dependency edges.
     fn reaches(&self, from: u64, to: u64) -> Result<bool, StoreError> {
         let mut stack = vec![from];
