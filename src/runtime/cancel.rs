@@ -279,7 +279,7 @@ fn copy_regular_files(src: &Path, dst: &Path) -> std::io::Result<usize> {
 
 /// Step 6: the worktree (changes discarded, the docs being archived) and
 /// the local feature branch recorded on this task, and nothing else.
-async fn remove_worktree(rt: &Arc<Runtime>, task: &Task) -> Result<(), RuntimeError> {
+pub(super) async fn remove_worktree(rt: &Arc<Runtime>, task: &Task) -> Result<(), RuntimeError> {
     let cfg = rt
         .settings
         .repo(&task.repo)
@@ -313,7 +313,10 @@ async fn remove_worktree(rt: &Arc<Runtime>, task: &Task) -> Result<(), RuntimeEr
 /// Step 7: the remote feature branch recorded on this task. A branch
 /// already gone counts as deleted; a refusal that will not change is
 /// reported as permanent.
-async fn delete_remote_branch(rt: &Arc<Runtime>, task: &Task) -> Result<(), (String, bool)> {
+pub(super) async fn delete_remote_branch(
+    rt: &Arc<Runtime>,
+    task: &Task,
+) -> Result<(), (String, bool)> {
     let Some(cfg) = rt.settings.repo(&task.repo).cloned() else {
         return Err((format!("repo {} is not configured", task.repo), false));
     };

@@ -518,41 +518,14 @@ async fn record(rt: &Arc<Runtime>, lease: &Lease, end: End) {
 }
 
 /// After `done`: the worktree goes, and so does the merged feature branch,
-/// locally and on the remote. Failures are recorded; the task stays done.
+/// locally and on the remote, through the same steps a cancel uses.
+/// Failures are recorded; the task stays done.
 async fn cleanup_done(rt: &Arc<Runtime>, task: &Task) {
-    let Some(cfg) = rt.settings.repo(&task.repo).cloned() else {
-        return;
-    };
-    let (git, repo, branch) = (rt.git.clone(), cfg.name.clone(), task.branch.clone());
-    let rel = PathBuf::from(&task.worktree);
-    let res = blocking(move || {
-        let wt = git.worktree_path(&repo, &rel)?;
-        git.remove_worktree(&repo, &wt)?;
-        git.delete_local_branch(&repo, &branch, &cfg.base_branch, None)?;
-        git.delete_remote_branch(&repo, &cfg.remote, &branch, &cfg.base_branch)?;
-        Ok(())
-    })
-    .await;
-    match res {
-        Ok(()) => {
-            event(
-                rt,
-                task.id,
-                EventKind::WorktreeRemoved,
-                None,
-                task.worktree.clone(),
-            )
-            .await;
-            event(
-                rt,
-                task.id,
-                EventKind::BranchDeleted,
-                None,
-                task.branch.clone(),
-            )
-            .await;
-        }
-        Err(e) => event(rt, task.id, EventKind::CleanupFailed, None, e.to_string()).await,
+    if let Err(e) = super::cancel::remove_worktree(rt, task).await {
+        event(rt, task.id, EventKind::CleanupFailed, None, e.to_string()).await;
+    }
+    if let Err((e, _)) = super::cancel::delete_remote_branch(rt, task).await {
+        event(rt, task.id, EventKind::CleanupFailed, None, e).await;
     }
 }
 

@@ -100,6 +100,17 @@ impl Store {
             .set_cache_size(opts.cache_bytes)
             .create(&path)
             .map_err(|e| StoreError::open(&path, e))?;
+        Self::prepared(db, path, opts, now)
+    }
+
+    /// Wraps an open database and runs the open-time checks (schema version,
+    /// index rebuild on changed switches).
+    fn prepared(
+        db: Database,
+        path: PathBuf,
+        opts: Options,
+        now: Millis,
+    ) -> Result<Self, StoreError> {
         let store = Self {
             db,
             path,
@@ -133,14 +144,7 @@ impl Store {
             .set_cache_size(opts.cache_bytes)
             .create_with_backend(backend)
             .map_err(|e| StoreError::open(&path, e))?;
-        let store = Self {
-            db,
-            path,
-            opts,
-            gate_errors: AtomicU64::new(0),
-        };
-        store.write(now, meta::prepare)?;
-        Ok(store)
+        Self::prepared(db, path, opts, now)
     }
 
     pub fn path(&self) -> &Path {

@@ -162,7 +162,11 @@ impl Tx<'_> {
 
     /// Replaces the task's external dependencies: tracker issues orch has
     /// never seen, not yet reported completed or cancelled.
-    pub fn set_external_deps(&mut self, task_id: u64, deps: Vec<String>) -> Result<Task, StoreError> {
+    pub fn set_external_deps(
+        &mut self,
+        task_id: u64,
+        deps: Vec<String>,
+    ) -> Result<Task, StoreError> {
         let old = self.task(task_id)?;
         if old.external_deps == deps {
             return Ok(old);
@@ -170,7 +174,12 @@ impl Tx<'_> {
         let mut new = old.clone();
         new.external_deps = deps;
         self.put_task(Some(&old), &new)?;
-        self.event(task_id, EventKind::DependencyAdded, None, format!("external: {}", new.external_deps.join(", ")))?;
+        self.event(
+            task_id,
+            EventKind::DependencyAdded,
+            None,
+            format!("external: {}", new.external_deps.join(", ")),
+        )?;
         Ok(new)
     }
 

@@ -300,7 +300,8 @@ fn cancel_request_closes_claims() {
 fn external_dependency_holds_until_cleared_tc20() {
     let mut fx = Fx::new();
     let t = fx.start("r");
-    fx.write(|tx| tx.set_external_deps(t.id, vec!["OTHER-7".into()])).unwrap();
+    fx.write(|tx| tx.set_external_deps(t.id, vec!["OTHER-7".into()]))
+        .unwrap();
     assert_eq!(fx.claim(), None);
     let deps = fx.store.deps_snapshot();
     assert_eq!(deps.blocked[0].waiting_on, vec!["OTHER-7".to_string()]);
