@@ -30,6 +30,8 @@ pub struct GiteaClient {
     http: reqwest::Client,
     base: Url,
     token: Secret,
+    /// `token <…>` as a header value marked sensitive.
+    auth: HeaderValue,
 }
 
 impl std::fmt::Debug for GiteaClient {
@@ -65,14 +67,20 @@ impl GiteaClient {
         if base.cannot_be_a_base() {
             return Err(GiteaError::Setup("the Gitea URL cannot be a base".into()));
         }
-        HeaderValue::from_str(&format!("token {}", token.expose()))
+        let mut auth = HeaderValue::from_str(&format!("token {}", token.expose()))
             .map_err(|_| GiteaError::Setup("the token is not a valid header value".into()))?;
+        auth.set_sensitive(true);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| GiteaError::Setup(e.without_url().to_string()))?;
-        Ok(Self { http, base, token })
+        Ok(Self {
+            http,
+            base,
+            token,
+            auth,
+        })
     }
 
     /// The repository's default branch.
@@ -298,12 +306,10 @@ impl GiteaClient {
         url: Url,
         body: Option<&serde_json::Value>,
     ) -> Result<(StatusCode, Vec<u8>), GiteaError> {
-        let auth = HeaderValue::from_str(&format!("token {}", self.token.expose()))
-            .map_err(|_| GiteaError::Setup("the token is not a valid header value".into()))?;
         let mut req = self
             .http
             .request(method, url)
-            .header(AUTHORIZATION, auth)
+            .header(AUTHORIZATION, self.auth.clone())
             .header(ACCEPT, "application/json")
             .header(USER_AGENT, concat!("orch/", env!("CARGO_PKG_VERSION")));
         if let Some(body) = body {

@@ -38,6 +38,9 @@ pub struct PlaneClient {
     http: reqwest::Client,
     base: Url,
     api: PlaneApiConfig,
+    /// The API key as a header value marked sensitive, so HTTP-level
+    /// debugging never prints it.
+    key: HeaderValue,
     retry: RetryPolicy,
     legacy_paths: AtomicBool,
     identifiers: Mutex<HashMap<Uuid, String>>,
@@ -64,6 +67,9 @@ impl PlaneClient {
         if base.cannot_be_a_base() {
             return Err(PlaneError::Setup("the Plane URL cannot be a base".into()));
         }
+        let mut key = HeaderValue::from_str(api.token.expose())
+            .map_err(|_| PlaneError::Setup("the API token is not a valid header value".into()))?;
+        key.set_sensitive(true);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
@@ -73,6 +79,7 @@ impl PlaneClient {
             http,
             base,
             api,
+            key,
             retry,
             legacy_paths: AtomicBool::new(false),
             identifiers: Mutex::new(HashMap::new()),
@@ -361,12 +368,10 @@ impl PlaneClient {
         url: Url,
         body: Option<&serde_json::Value>,
     ) -> Result<Response, (Option<Duration>, String)> {
-        let token = HeaderValue::from_str(self.api.token.expose())
-            .map_err(|_| (None, "the API token is not a valid header value".to_owned()))?;
         let mut req = self
             .http
             .request(method, url)
-            .header(API_KEY_HEADER, token)
+            .header(API_KEY_HEADER, self.key.clone())
             .header(ACCEPT, "application/json")
             .header(USER_AGENT, concat!("orch/", env!("CARGO_PKG_VERSION")));
         if let Some(body) = body {

@@ -82,13 +82,21 @@ impl PlaneConfig {
             });
         }
         let defaults = Self::default();
+        let start_state = text("ORCH_PLANE_START_STATE").unwrap_or(defaults.start_state);
+        let stop_state = text("ORCH_PLANE_STOP_STATE").unwrap_or(defaults.stop_state);
+        if start_state == stop_state {
+            return Err(ConfigError::Invalid {
+                key: "ORCH_PLANE_STOP_STATE",
+                reason: format!("must differ from ORCH_PLANE_START_STATE ({start_state:?})"),
+            });
+        }
         Ok(Self {
             url,
             api_token,
             workspace,
             webhook_secret: Secret::from_env(env("ORCH_PLANE_WEBHOOK_SECRET")),
-            start_state: text("ORCH_PLANE_START_STATE").unwrap_or(defaults.start_state),
-            stop_state: text("ORCH_PLANE_STOP_STATE").unwrap_or(defaults.stop_state),
+            start_state,
+            stop_state,
         })
     }
 
@@ -220,5 +228,9 @@ mod tests {
             "ORCH_PLANE_API_TOKEN",
         );
         check_err(&[("ORCH_PLANE_API_TOKEN", "tok3n")], "ORCH_PLANE_URL");
+        check_err(
+            &[("ORCH_PLANE_STOP_STATE", "To Analyse")],
+            "ORCH_PLANE_STOP_STATE",
+        );
     }
 }
