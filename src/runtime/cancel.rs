@@ -12,7 +12,7 @@ use super::{Runtime, RuntimeError, now};
 use crate::cancel::{self, StopAnswer};
 use crate::domain::ids::tombstone;
 use crate::domain::{CancelStep, JobStatus};
-use crate::git::RemoteDelete;
+use crate::forge::BranchDelete;
 use crate::store::{EventKind, Task};
 
 /// Test-only fault injection (TC-S13): when this variable names a cancel
@@ -156,12 +156,29 @@ pub async fn drive(rt: &Arc<Runtime>, task_id: u64) -> Result<(), RuntimeError> 
                 cancel::after(step)
             }
             CancelStep::Finalize => {
+                // Step 9 is queued as debt in the finalize transaction, so a
+                // crash right after finalize still tells the tracker.
+                let tell = rt.plane.is_some()
+                    && task.plane_issue_id.is_some()
+                    && task.plane_project_id.is_some();
                 rt.writer
-                    .call(now(), move |tx| tx.finalize_cancel(task_id))
+                    .call(now(), move |tx| {
+                        tx.finalize_cancel(task_id)?;
+                        if tell {
+                            tx.debt_due(task_id, "tell_tracker")?;
+                        }
+                        Ok(())
+                    })
                     .await?;
                 // The repo's next task may be claimable now.
                 rt.wake.notify_waiters();
                 crash_hook(rt, step);
+                if tell {
+                    let debts = rt.store.read(|rx| rx.debts_of(task_id))?;
+                    for d in debts.into_iter().filter(|d| d.what == "tell_tracker") {
+                        settle(rt, d).await?;
+                    }
+                }
                 return Ok(());
             }
             CancelStep::TellTracker | CancelStep::Finished => return Ok(()),
@@ -317,17 +334,9 @@ pub(super) async fn delete_remote_branch(
     rt: &Arc<Runtime>,
     task: &Task,
 ) -> Result<(), (String, bool)> {
-    let Some(cfg) = rt.settings.repo(&task.repo).cloned() else {
-        return Err((format!("repo {} is not configured", task.repo), false));
-    };
-    let (git, repo, branch) = (rt.git.clone(), cfg.name.clone(), task.branch.clone());
-    let res = tokio::task::spawn_blocking(move || {
-        git.delete_remote_branch(&repo, &cfg.remote, &branch, &cfg.base_branch)
-    })
-    .await
-    .map_err(|e| (e.to_string(), false))?;
-    match res {
-        Ok(RemoteDelete::Deleted) => {
+    let forge = rt.forge(&task.repo).map_err(|e| (e.to_string(), false))?;
+    match forge.delete_remote_branch(&task.branch).await {
+        Ok(BranchDelete::Deleted) => {
             event(
                 rt,
                 task.id,
@@ -338,7 +347,7 @@ pub(super) async fn delete_remote_branch(
             .await;
             Ok(())
         }
-        Ok(RemoteDelete::AlreadyGone) => {
+        Ok(BranchDelete::AlreadyGone) => {
             event(
                 rt,
                 task.id,
@@ -349,7 +358,8 @@ pub(super) async fn delete_remote_branch(
             .await;
             Ok(())
         }
-        Err(e) => Err((e.to_string(), e.is_permanent())),
+        Ok(BranchDelete::Refused(reason)) => Err((format!("refused: {reason}"), true)),
+        Err(e) => Err((e.to_string(), !e.is_transient())),
     }
 }
 
@@ -363,41 +373,73 @@ pub async fn settle_debts(rt: &Arc<Runtime>) -> Result<(), RuntimeError> {
         .filter(|d| d.next_at <= at)
         .collect();
     for d in due {
-        let Some(task) = rt.store.read(|rx| rx.task(d.task_id))? else {
-            continue;
-        };
-        if d.what == "remove_worktree"
+        // The worktree waits for its docs to be archived.
+        let waits = d.what == "remove_worktree"
             && rt
                 .store
                 .read(|rx| rx.debts_of(d.task_id))?
                 .iter()
-                .any(|x| x.what == "preserve_docs")
-        {
-            continue;
-        }
-        let result: Result<(), (String, bool)> = match d.what.as_str() {
-            "preserve_docs" => preserve_docs(rt, &task)
-                .await
-                .map_err(|e| (e.to_string(), false)),
-            "remove_worktree" => remove_worktree(rt, &task)
-                .await
-                .map_err(|e| (e.to_string(), false)),
-            "delete_remote_branch" => delete_remote_branch(rt, &task).await,
-            _ => Err((format!("no way to settle {}", d.what), true)),
-        };
-        let (id, what) = (d.task_id, d.what.clone());
-        match result {
-            Ok(()) => {
-                rt.writer
-                    .call(now(), move |tx| tx.debt_settled(id, &what))
-                    .await?
-            }
-            Err((e, permanent)) => {
-                rt.writer
-                    .call(now(), move |tx| tx.debt_failed(id, &what, &e, permanent))
-                    .await?
-            }
+                .any(|x| x.what == "preserve_docs");
+        if !waits {
+            settle(rt, d).await?;
         }
     }
     Ok(())
+}
+
+/// One try at one debt; the outcome is recorded.
+async fn settle(rt: &Arc<Runtime>, d: crate::store::Debt) -> Result<(), RuntimeError> {
+    let Some(task) = rt.store.read(|rx| rx.task(d.task_id))? else {
+        return Ok(());
+    };
+    let result: Result<(), (String, bool)> = match d.what.as_str() {
+        "preserve_docs" => preserve_docs(rt, &task)
+            .await
+            .map_err(|e| (e.to_string(), false)),
+        "remove_worktree" => remove_worktree(rt, &task)
+            .await
+            .map_err(|e| (e.to_string(), false)),
+        "delete_remote_branch" => delete_remote_branch(rt, &task).await,
+        "tell_tracker" => tell_tracker(rt, &task).await,
+        _ => Err((format!("no way to settle {}", d.what), true)),
+    };
+    let (id, what) = (d.task_id, d.what.clone());
+    match result {
+        Ok(()) => {
+            rt.writer
+                .call(now(), move |tx| tx.debt_settled(id, &what))
+                .await?
+        }
+        Err((e, permanent)) => {
+            rt.writer
+                .call(now(), move |tx| tx.debt_failed(id, &what, &e, permanent))
+                .await?
+        }
+    }
+    Ok(())
+}
+
+/// Step 9: a comment on the tracker issue saying what happened.
+async fn tell_tracker(rt: &Arc<Runtime>, task: &Task) -> Result<(), (String, bool)> {
+    let (Some(client), Some(issue), Some(project)) = (
+        rt.plane.clone(),
+        task.plane_issue_id.clone(),
+        task.plane_project_id.clone(),
+    ) else {
+        return Ok(());
+    };
+    let issue = crate::domain::ids::untombstone(&issue)
+        .unwrap_or(&issue)
+        .to_owned();
+    let issue = crate::domain::PlaneIssueId::parse(&issue).map_err(|e| (e.to_string(), true))?;
+    let project = uuid::Uuid::parse_str(&project).map_err(|e| (e.to_string(), true))?;
+    let key = crate::domain::ids::untombstone(&task.work_item_id).unwrap_or(&task.work_item_id);
+    let text = format!(
+        "orch stopped {key}: its agent was stopped, its jobs cancelled, its worktree and feature branch {} removed; the docs are archived. Moving the issue to the start state again starts a new task from scratch.",
+        task.branch
+    );
+    client
+        .add_comment(project, &issue, &text)
+        .await
+        .map_err(|e| (e.to_string(), !e.is_transient()))
 }

@@ -37,6 +37,9 @@ pub async fn serve(rt: Arc<Runtime>) -> Result<(), ServeError> {
         tasks.spawn(worker::run(rt.clone(), format!("worker-{i}")));
     }
     tasks.spawn(reaper(rt.clone()));
+    if rt.plane.is_some() {
+        tasks.spawn(external_deps(rt.clone()));
+    }
     let signals = tokio::spawn(wait_for_signal(rt.clone()));
     tracing::info!(workers = rt.settings.workers, db = %rt.settings.db_path.display(), "orch serve started");
     while tasks.join_next().await.is_some() {}
@@ -56,6 +59,23 @@ async fn wait_for_signal(rt: Arc<Runtime>) -> Result<(), ServeError> {
     tracing::info!("shutdown requested");
     rt.request_shutdown();
     Ok(())
+}
+
+/// Tasks waiting on tracker issues orch never saw ask again, at most once
+/// a minute.
+async fn external_deps(rt: Arc<Runtime>) {
+    let mut shutdown = rt.shutdown.subscribe();
+    let mut tick = tokio::time::interval(super::tracker::EXTERNAL_DEPS_RECHECK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => {}
+        }
+        if rt.is_shutting_down() {
+            break;
+        }
+        rt.recheck_external_dependencies().await;
+    }
 }
 
 /// Every `ORCH_REAPER_INTERVAL_SECS`: expired leases back to the queue (or

@@ -99,6 +99,7 @@ impl Tx<'_> {
             id,
             work_item_id: wi.to_owned(),
             plane_issue_id: new.plane_issue_id.map(String::from),
+            plane_project_id: None,
             repo: new.repo.to_string(),
             incarnation,
             branch,
@@ -158,6 +159,18 @@ impl Tx<'_> {
             format!("waits for {}", dep.work_item_id),
         )?;
         Ok(new)
+    }
+
+    /// Records the tracker project the task's issue belongs to.
+    pub fn set_plane_project(
+        &mut self,
+        task_id: u64,
+        project_id: &str,
+    ) -> Result<Task, StoreError> {
+        crate::domain::PlaneIssueId::parse(project_id)?;
+        self.update_task(task_id, |t| {
+            t.plane_project_id = Some(project_id.to_owned())
+        })
     }
 
     /// Replaces the task's external dependencies: tracker issues orch has
@@ -452,6 +465,31 @@ impl Tx<'_> {
 impl ReadTx {
     pub fn resolve(&self, key: &TaskKey) -> Result<Option<u64>, StoreError> {
         resolve(&self.key_work_item, &self.key_plane, &self.tasks, key)
+    }
+
+    /// The live task of a tracker issue.
+    pub fn find_live_plane(&self, plane_issue_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.key_plane.get(plane_issue_id)?.map(|v| v.value()))
+    }
+
+    /// The unfinished task of `repo` whose recorded branch is `branch`.
+    pub fn find_live_by_branch(&self, repo: &str, branch: &str) -> Result<Option<u64>, StoreError> {
+        for row in self.repo_tasks.range((repo, 0)..=(repo, u64::MAX))? {
+            let id = row?.0.value().1;
+            if self.task(id)?.is_some_and(|t| t.branch == branch) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Unfinished tasks waiting on a dependency.
+    pub fn deps_waiting_tasks(&self) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.deps_waiting.iter()? {
+            out.push(row?.0.value());
+        }
+        Ok(out)
     }
 
     /// Every tombstoned predecessor of a work item id, oldest first.
