@@ -9,6 +9,7 @@ pub mod domain;
 pub mod fsutil;
 pub mod gates;
 pub mod git;
+pub mod http;
 pub mod pipeline;
 pub mod queue;
 pub mod runtime;

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 
 pub use demo::{Server, run as demo};
 pub use recovery::{Recovered, run as recover};
-pub use serve::{ServeError, serve};
+pub use serve::{ServeError, serve, serve_with_http};
 
 use crate::config::{Env, Settings};
 use crate::domain::Millis;

@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod e2e;
 mod git;
+mod http;
 mod keys;
 mod model;
 mod pipeline;
