@@ -42,6 +42,10 @@ pub enum TaskCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// STOP a task: its agent dies, its jobs are cancelled, its worktree and
+    /// feature branches go, its keys are freed. Without a running server the
+    /// request waits in the file until `orch serve` runs.
+    Stop { key: String },
     /// Clear `blocked`: the stage's counts reset and its job is queued again.
     Retry {
         key: String,
@@ -142,6 +146,28 @@ pub fn run(cmd: TaskCommand, settings: &crate::config::Settings) -> Result<(), F
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "tasks": views }))?
             );
+        }
+        TaskCommand::Stop { key } => {
+            let store = open()?;
+            let id = resolve(&store, &key)?;
+            let enabled = settings.gates().stop_enabled;
+            match store.write(now, |tx| crate::cancel::request(tx, id, enabled))? {
+                crate::cancel::StopAnswer::Disabled { .. } => {
+                    return Err(Failure::Runtime(anyhow!(
+                        "STOP is switched off (ORCH_STOP_STATUS_ENABLED=false); nothing changed"
+                    )));
+                }
+                crate::cancel::StopAnswer::Noop { .. } => {
+                    println!("task {id} is terminal; nothing to stop")
+                }
+                crate::cancel::StopAnswer::Accepted { step, .. }
+                | crate::cancel::StopAnswer::AlreadyRequested { step, .. } => {
+                    println!(
+                        "task {id}: STOP requested, at step {}; orch serve carries it out",
+                        step.as_str()
+                    )
+                }
+            }
         }
         TaskCommand::Retry { key, note } => {
             let store = open()?;

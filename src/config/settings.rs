@@ -10,6 +10,8 @@ use super::file::{self, RepoConfig, RoleConfig};
 use super::{ConfigError, number};
 use crate::domain::{RepoName, Role};
 use crate::gates::GateConfig;
+use crate::gitea::GiteaConfig;
+use crate::plane::PlaneConfig;
 use crate::store::Options;
 
 /// The environment orch reads: the process environment first, then the
@@ -95,6 +97,10 @@ pub struct Settings {
     pub passthrough: Vec<String>,
     pub repos: Vec<RepoConfig>,
     pub roles: BTreeMap<Role, RoleConfig>,
+    /// `ORCH_PLANE_*`; its `Debug` redacts the token and the secret.
+    pub plane: PlaneConfig,
+    /// `ORCH_GITEA_*`; its `Debug` redacts the token and the secret.
+    pub gitea: GiteaConfig,
 }
 
 fn words(env: &Env, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
@@ -208,6 +214,8 @@ impl Settings {
             passthrough,
             repos: files.repos,
             roles: files.roles,
+            plane: PlaneConfig::from_env(&lookup)?,
+            gitea: GiteaConfig::from_env(&lookup)?,
         })
     }
 

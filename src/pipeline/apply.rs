@@ -129,6 +129,9 @@ pub fn finish_job(
 ) -> Result<Applied, StoreError> {
     let job = tx.fenced(job_id, attempt)?;
     let task = tx.task(job.task_id)?;
+    if job.critical_since.is_some() && task.cancel_pending() {
+        return end_deferred_cancel(tx, &job, &task, outcome);
+    }
     if task.cancel.is_some() || task.is_terminal() {
         tx.complete(
             job_id,
@@ -165,6 +168,55 @@ pub fn finish_job(
         decision: Some(decision),
         task: tx.task(task.id)?,
     })
+}
+
+/// The two honest endings of a STOP deferred by the critical window (SPEC
+/// §7.4): a deploy that succeeded makes the task `done` and the STOP
+/// `superseded` (the change is live); one that failed lets the cancel go on
+/// from stopping the agent, and what was merged stays merged.
+fn end_deferred_cancel(
+    tx: &mut Tx<'_>,
+    job: &crate::store::Job,
+    task: &Task,
+    outcome: Outcome,
+) -> Result<Applied, StoreError> {
+    match outcome {
+        Outcome::Passed => {
+            tx.complete(job.id, job.attempt, Completion::Done)?;
+            tx.set_stage(task.id, Stage::Done)?;
+            tx.supersede_cancel(task.id)?;
+            Ok(Applied {
+                decision: Some(Decision::Advance {
+                    to: Stage::Done,
+                    role: None,
+                }),
+                task: tx.task(task.id)?,
+            })
+        }
+        Outcome::Failed(reason) | Outcome::ChangesRequested(reason) => {
+            tx.complete(job.id, job.attempt, Completion::Failed(reason.clone()))?;
+            let merged = tx
+                .events_of(task.id)?
+                .into_iter()
+                .rev()
+                .find(|e| e.kind == EventKind::Merged && e.job_id == Some(job.id))
+                .map_or_else(
+                    || "nothing was merged".to_owned(),
+                    |e| format!("merged and left as is: {}", e.detail),
+                );
+            tx.event(
+                task.id,
+                EventKind::StopRequested,
+                Some(job.id),
+                format!("deploy failed ({reason}); the deferred STOP continues; {merged}"),
+            )?;
+            tx.set_cancel_step(task.id, crate::domain::CancelStep::StopAgent)?;
+            Ok(Applied {
+                decision: None,
+                task: tx.task(task.id)?,
+            })
+        }
+    }
 }
 
 /// A job the reaper failed: the same retry-or-block decision as any failure.

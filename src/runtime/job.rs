@@ -13,10 +13,11 @@ use super::{RunningJob, Runtime, RuntimeError, now};
 use crate::agent::{AgentCommand, AgentEnv, AgentOutcome, Passthrough, SpawnSpec, TaskVars};
 use crate::config::RepoConfig;
 use crate::domain::{RepoName, Role, Stage};
-use crate::git::{CommitId, FastForward};
+use crate::forge::MergeOutcome;
+use crate::git::CommitId;
 use crate::pipeline::checks::{self, ARTEFACTS, Evidence, Verdict};
 use crate::pipeline::prompt::{PromptContext, default_template, render};
-use crate::pipeline::{Outcome, apply};
+use crate::pipeline::{Decision, Outcome, apply};
 use crate::store::{Completion, EventKind, Lease, StoreError, Task};
 
 /// How a job's run ended, before it is recorded.
@@ -376,34 +377,41 @@ async fn deploy(rt: &Arc<Runtime>, lease: &Lease, place: &Place) -> Result<End, 
             t.branch.clone(),
             place.worktree.clone(),
         );
-        let merged = blocking(move || {
+        let head = blocking(move || {
             let head = git.head(&wt)?;
             git.push_branch(&repo, &cfg.remote, &branch)?;
-            Ok(git.fast_forward_base(&repo, &cfg.remote, &branch, &cfg.base_branch, Some(head))?)
+            Ok(head)
         })
-        .await;
-        match merged {
-            Ok(FastForward::Pushed { from, to }) => {
+        .await?;
+        let forge = rt.forge(&t.repo)?;
+        let base = &place.cfg.base_branch;
+        match forge.merge(&t.branch, None, head).await {
+            Ok(MergeOutcome::Merged) => {
                 ev.merged = true;
                 event(
                     rt,
                     t.id,
                     EventKind::Merged,
                     Some(lease.job_id),
-                    format!("{} {from}..{to}", place.cfg.base_branch),
+                    format!("{} into {base} at {head}", t.branch),
                 )
                 .await;
             }
-            Ok(FastForward::AlreadyContained { head, .. }) => {
+            Ok(MergeOutcome::AlreadyMerged) => {
                 ev.merged = true;
                 event(
                     rt,
                     t.id,
                     EventKind::Merged,
                     Some(lease.job_id),
-                    format!("{} already contains {head}", place.cfg.base_branch),
+                    format!("{base} already contains {head}"),
                 )
                 .await;
+            }
+            Ok(MergeOutcome::Refused(reason)) => {
+                return Ok(End::Finished(Outcome::Failed(format!(
+                    "merge refused: {reason}"
+                ))));
             }
             Err(e) => return Ok(End::Finished(Outcome::Failed(format!("merge failed: {e}")))),
         }
@@ -491,8 +499,12 @@ async fn record(rt: &Arc<Runtime>, lease: &Lease, end: End) {
             match res {
                 Ok(applied) => {
                     tracing::info!(job, stage = %applied.task.stage, decision = ?applied.decision, "job recorded");
+                    follow_up(rt, &applied).await;
                     if applied.task.stage == Stage::Done {
                         cleanup_done(rt, &applied.task).await;
+                    }
+                    if applied.task.cancel_pending() {
+                        rt.kick_cancel(applied.task.id);
                     }
                 }
                 Err(e) => tracing::warn!(job, error = %e, "job outcome not recorded"),
@@ -514,42 +526,101 @@ async fn record(rt: &Arc<Runtime>, lease: &Lease, end: End) {
     rt.wake.notify_waiters();
 }
 
-/// After `done`: the worktree goes, and so does the merged feature branch,
-/// locally and on the remote. Failures are recorded; the task stays done.
-async fn cleanup_done(rt: &Arc<Runtime>, task: &Task) {
-    let Some(cfg) = rt.settings.repo(&task.repo).cloned() else {
-        return;
-    };
-    let (git, repo, branch) = (rt.git.clone(), cfg.name.clone(), task.branch.clone());
-    let rel = PathBuf::from(&task.worktree);
-    let res = blocking(move || {
-        let wt = git.worktree_path(&repo, &rel)?;
-        git.remove_worktree(&repo, &wt)?;
-        git.delete_local_branch(&repo, &branch, &cfg.base_branch, None)?;
-        git.delete_remote_branch(&repo, &cfg.remote, &branch, &cfg.base_branch)?;
-        Ok(())
-    })
-    .await;
-    match res {
-        Ok(()) => {
-            event(
-                rt,
-                task.id,
-                EventKind::WorktreeRemoved,
-                None,
-                task.worktree.clone(),
-            )
-            .await;
-            event(
-                rt,
-                task.id,
-                EventKind::BranchDeleted,
-                None,
-                task.branch.clone(),
-            )
-            .await;
+/// What a recorded decision means outside the store: the pull request when
+/// the task enters review, and a word to the tracker.
+async fn follow_up(rt: &Arc<Runtime>, applied: &apply::Applied) {
+    let t = &applied.task;
+    let note = match &applied.decision {
+        Some(Decision::Advance {
+            to: Stage::Review, ..
+        }) => {
+            open_pull_request(rt, t).await;
+            Some(format!("{} moved to review", t.work_item_id))
         }
-        Err(e) => event(rt, task.id, EventKind::CleanupFailed, None, e.to_string()).await,
+        Some(Decision::Advance { to, .. }) => Some(format!("{} moved to {to}", t.work_item_id)),
+        Some(Decision::Retry { note, .. }) => Some(format!(
+            "{} {} failed and is retried: {note}",
+            t.work_item_id, t.stage
+        )),
+        Some(Decision::Block { reason }) => Some(format!(
+            "{} is blocked and waits for a human: {reason}",
+            t.work_item_id
+        )),
+        Some(Decision::Rework { note }) => Some(format!(
+            "{}: the review asked for changes: {note}",
+            t.work_item_id
+        )),
+        None => None,
+    };
+    let superseded = t.cancel.as_ref().and_then(|c| c.resolution)
+        == Some(crate::domain::CancelResolution::Superseded);
+    let note = if superseded {
+        Some(format!(
+            "{} is done: the deploy had already begun when STOP came, so the STOP was superseded (the change is live)",
+            t.work_item_id
+        ))
+    } else {
+        note
+    };
+    if let Some(text) = note {
+        rt.tell_tracker(t, text);
+    }
+}
+
+/// "orch opens the pull request" when a task enters review: on Gitea a PR,
+/// on a plain remote nothing.
+async fn open_pull_request(rt: &Arc<Runtime>, t: &Task) {
+    let opened = match rt.forge(&t.repo) {
+        Ok(forge) => {
+            let body = format!(
+                "Opened by orch for {}.\n\n{}",
+                t.work_item_id, t.description
+            );
+            forge
+                .open_pull_request(
+                    &t.branch,
+                    &format!("{}: {}", t.work_item_id, t.title),
+                    &body,
+                )
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match opened {
+        Ok(Some(pr)) => {
+            event(
+                rt,
+                t.id,
+                EventKind::PrOpened,
+                None,
+                format!("#{} {}", pr.number, pr.url.unwrap_or_default()),
+            )
+            .await
+        }
+        Ok(None) => {}
+        Err(e) => {
+            event(
+                rt,
+                t.id,
+                EventKind::CleanupFailed,
+                None,
+                format!("opening the pull request: {e}"),
+            )
+            .await
+        }
+    }
+}
+
+/// After `done`: the worktree goes, and so does the merged feature branch,
+/// locally and on the remote, through the same steps a cancel uses.
+/// Failures are recorded; the task stays done.
+async fn cleanup_done(rt: &Arc<Runtime>, task: &Task) {
+    if let Err(e) = super::cancel::remove_worktree(rt, task).await {
+        event(rt, task.id, EventKind::CleanupFailed, None, e.to_string()).await;
+    }
+    if let Err((e, _)) = super::cancel::delete_remote_branch(rt, task).await {
+        event(rt, task.id, EventKind::CleanupFailed, None, e).await;
     }
 }
 

@@ -4,10 +4,12 @@
 //! decision is taken by the pure modules (`gates`, `pipeline`) and every
 //! state change goes through the store's one writer.
 
+mod cancel;
 mod demo;
 mod job;
 mod recovery;
 mod serve;
+mod tracker;
 mod worker;
 
 use std::collections::HashMap;
@@ -16,14 +18,18 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, watch};
 
+pub use cancel::{CRASH_AFTER_STEP_VAR, archive_dir, drive as drive_cancel};
 pub use demo::{Server, run as demo};
 pub use recovery::{Recovered, run as recover};
 pub use serve::{ServeError, serve, serve_with_http};
 
 use crate::config::{Env, Settings};
 use crate::domain::Millis;
+use crate::forge::Forge;
 use crate::git::{GitError, GitLayer};
+use crate::gitea::GiteaClient;
 use crate::pipeline::Limits;
+use crate::plane::PlaneClient;
 use crate::store::{Store, StoreError, Writer};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +70,12 @@ pub struct Runtime {
     /// The binary that `builtin` names.
     pub builtin_exe: PathBuf,
     pub running: Mutex<HashMap<u64, RunningJob>>,
+    /// Tasks whose cancel driver runs now; `true` asks it to run once more.
+    pub cancels: Mutex<HashMap<u64, bool>>,
+    /// The tracker's API, when configured.
+    pub plane: Option<Arc<PlaneClient>>,
+    /// The forge's API, when configured.
+    pub gitea: Option<Arc<GiteaClient>>,
 }
 
 impl Runtime {
@@ -79,6 +91,20 @@ impl Runtime {
         )?);
         let git = Arc::new(GitLayer::new(&settings.data_dir)?);
         let builtin_exe = crate::agent::builtin_exe()?;
+        let plane = match settings.plane.api() {
+            Some(api) => Some(Arc::new(
+                PlaneClient::new(api, crate::plane::RetryPolicy::default())
+                    .map_err(|e| RuntimeError::Other(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let gitea = match settings.gitea.api() {
+            Some((url, token)) => Some(Arc::new(
+                GiteaClient::new(url, token.clone())
+                    .map_err(|e| RuntimeError::Other(e.to_string()))?,
+            )),
+            None => None,
+        };
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Self {
             writer: Writer::start(store.clone()),
@@ -91,6 +117,9 @@ impl Runtime {
             boot_id: uuid::Uuid::new_v4().to_string(),
             builtin_exe,
             running: Mutex::new(HashMap::new()),
+            cancels: Mutex::new(HashMap::new()),
+            plane,
+            gitea,
         }))
     }
 
@@ -124,6 +153,50 @@ impl Runtime {
 
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// The forge of a configured repo (Gitea or the plain remote).
+    pub fn forge(&self, repo: &str) -> Result<Forge, RuntimeError> {
+        let cfg = self
+            .settings
+            .repo(repo)
+            .ok_or_else(|| RuntimeError::Other(format!("repo {repo} is not configured")))?;
+        Forge::for_repo(cfg, self.git.clone(), self.gitea.clone())
+            .map_err(|e| RuntimeError::Other(e.to_string()))
+    }
+
+    /// Posts a comment on the task's tracker issue, in the background and
+    /// best effort: a tracker that is down never holds up a worker.
+    pub fn tell_tracker(&self, task: &crate::store::Task, text: String) {
+        let (Some(client), Some(issue), Some(project)) = (
+            self.plane.clone(),
+            task.plane_issue_id.clone(),
+            task.plane_project_id.clone(),
+        ) else {
+            return;
+        };
+        let issue = crate::domain::ids::untombstone(&issue)
+            .unwrap_or(&issue)
+            .to_owned();
+        let (Ok(issue), Ok(project)) = (
+            crate::domain::PlaneIssueId::parse(&issue),
+            uuid::Uuid::parse_str(&project),
+        ) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = client.add_comment(project, &issue, &text).await {
+                tracing::warn!(issue = %issue, error = %e, "tracker comment failed");
+            }
+        });
+    }
+
+    /// Whether a worker of this process still runs `job_id`'s process.
+    pub fn is_running(&self, job_id: u64) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&job_id)
     }
 
     /// Tells the worker running `job_id` (if any) to stop its agent.

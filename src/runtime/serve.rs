@@ -44,6 +44,14 @@ async fn run(rt: Arc<Runtime>, http: Option<Listener>) -> Result<(), ServeError>
     rt.settings.require_agent_commands()?;
     recovery::run(&rt).await?;
     let claims = Arc::new(ClaimStats::default());
+    // Cancels interrupted by an earlier stop resume from their recorded step.
+    for id in rt
+        .store
+        .read(|rx| rx.cancelling(usize::MAX))
+        .map_err(super::RuntimeError::from)?
+    {
+        rt.kick_cancel(id);
+    }
     let mut tasks = JoinSet::new();
     for i in 0..rt.settings.workers {
         tasks.spawn(worker::run(
@@ -53,6 +61,9 @@ async fn run(rt: Arc<Runtime>, http: Option<Listener>) -> Result<(), ServeError>
         ));
     }
     tasks.spawn(reaper(rt.clone()));
+    if rt.plane.is_some() {
+        tasks.spawn(external_deps(rt.clone()));
+    }
     let api = http.map(|l| tokio::spawn(crate::http::serve(l, rt.clone(), claims.clone())));
     let signals = tokio::spawn(wait_for_signal(rt.clone()));
     tracing::info!(workers = rt.settings.workers, db = %rt.settings.db_path.display(), "orch serve started");
@@ -86,6 +97,23 @@ async fn wait_for_signal(rt: Arc<Runtime>) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Tasks waiting on tracker issues orch never saw ask again, at most once
+/// a minute.
+async fn external_deps(rt: Arc<Runtime>) {
+    let mut shutdown = rt.shutdown.subscribe();
+    let mut tick = tokio::time::interval(super::tracker::EXTERNAL_DEPS_RECHECK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => {}
+        }
+        if rt.is_shutting_down() {
+            break;
+        }
+        rt.recheck_external_dependencies().await;
+    }
+}
+
 /// Every `ORCH_REAPER_INTERVAL_SECS`: expired leases back to the queue (or
 /// failed, or cancelled), in one transaction with the pipeline's decision
 /// for every job it failed.
@@ -114,6 +142,15 @@ async fn reaper(rt: Arc<Runtime>) {
                 Ok::<_, StoreError>(out)
             })
             .await;
+        if let Err(e) = super::cancel::settle_debts(&rt).await {
+            tracing::warn!(error = %e, "settling cleanup debt failed");
+        }
+        // A cancel whose driver failed on a store error is driven again.
+        if let Ok(ids) = rt.store.read(|rx| rx.cancelling(usize::MAX)) {
+            for id in ids {
+                rt.kick_cancel(id);
+            }
+        }
         match res {
             Ok(out) if !out.is_empty() => {
                 tracing::info!(reaped = out.len(), "reaper pass");

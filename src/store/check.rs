@@ -234,6 +234,29 @@ impl ReadTx {
             &exp.heads,
             &self.pairs(&self.repo_head)?,
         );
+        let cancelled: BTreeSet<(i64, u64)> = tasks
+            .values()
+            .filter(|t| t.stage == crate::domain::Stage::Cancelled)
+            .filter_map(|t| t.cancelled_at.map(|at| (at, t.id)))
+            .collect();
+        compare(
+            &mut problems,
+            "cancelled_tasks",
+            &cancelled,
+            &keys(&self.cancelled, |k| k)?,
+        );
+        let mut debts = 0u64;
+        for row in self.cleanup_debt.iter()? {
+            let (k, v) = row?;
+            let d: super::debt::Debt = codec::decode(v.value())?;
+            let (task, what) = k.value();
+            if d.task_id != task || d.what != what || !tasks.contains_key(&task) {
+                problems.push(format!(
+                    "cleanup_debt: entry ({task}, {what}) does not match its record or task"
+                ));
+            }
+            debts += 1;
+        }
         let heads: BTreeSet<u64> = exp.heads.iter().map(|(_, id)| *id).collect();
         compare(
             &mut problems,
@@ -254,6 +277,7 @@ impl ReadTx {
             (counter::DEPS_WAITING, exp.deps_waiting.len()),
             (counter::BLOCKED, exp.blocked.len()),
             (counter::CANCELLING, exp.cancelling.len()),
+            (counter::CLEANUP_DEBT, debts as usize),
         ] {
             if n > 0 {
                 by.insert(name.to_owned(), n as u64);

@@ -122,6 +122,13 @@ impl Tx<'_> {
         let changed = set_member(&mut self.cancelling, task.id, on)?;
         self.bump(counter::CANCELLING, delta(changed, on))?;
 
+        if let Some(at) = task
+            .cancelled_at
+            .filter(|_| task.stage == crate::domain::Stage::Cancelled)
+        {
+            set_member(&mut self.cancelled, (at, task.id), true)?;
+        }
+
         let deps_open = if live { self.deps_open(task)? } else { true };
         let on = live && !deps_open;
         let changed = set_member(&mut self.deps_waiting, task.id, on)?;

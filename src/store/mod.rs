@@ -5,6 +5,7 @@
 
 mod check;
 pub mod codec;
+mod debt;
 mod error;
 mod faults;
 mod index;
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::{Database, Durability as RedbDurability, ReadableDatabase};
 
 pub use check::CheckReport;
+pub use debt::{DEBT_KINDS, Debt, MAX_DEBT_TRIES};
 pub use error::StoreError;
 pub use faults::Faults;
 pub use jobs::{Completion, Lease, ReapOutcome};
@@ -98,6 +100,17 @@ impl Store {
             .set_cache_size(opts.cache_bytes)
             .create(&path)
             .map_err(|e| StoreError::open(&path, e))?;
+        Self::prepared(db, path, opts, now)
+    }
+
+    /// Wraps an open database and runs the open-time checks (schema version,
+    /// index rebuild on changed switches).
+    fn prepared(
+        db: Database,
+        path: PathBuf,
+        opts: Options,
+        now: Millis,
+    ) -> Result<Self, StoreError> {
         let store = Self {
             db,
             path,
@@ -131,14 +144,7 @@ impl Store {
             .set_cache_size(opts.cache_bytes)
             .create_with_backend(backend)
             .map_err(|e| StoreError::open(&path, e))?;
-        let store = Self {
-            db,
-            path,
-            opts,
-            gate_errors: AtomicU64::new(0),
-        };
-        store.write(now, meta::prepare)?;
-        Ok(store)
+        Self::prepared(db, path, opts, now)
     }
 
     pub fn path(&self) -> &Path {

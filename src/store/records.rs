@@ -28,6 +28,8 @@ pub struct Task {
     /// The live key, or its tombstone `K::cancelled::<id>` once cancelled.
     pub work_item_id: String,
     pub plane_issue_id: Option<String>,
+    /// The tracker project of the issue, for comments and relations.
+    pub plane_project_id: Option<String>,
     pub repo: String,
     /// 1 for the first task of a key, n for the n-th after cancels.
     pub incarnation: u32,

@@ -51,7 +51,13 @@ pub const BLOCKED: TableDefinition<u64, ()> = TableDefinition::new("blocked_task
 /// Unfinished tasks with a cancel requested and not yet resolved.
 pub const CANCELLING: TableDefinition<u64, ()> = TableDefinition::new("cancelling_tasks");
 
+/// (task id, what) → cleanup debt: a cancel step that failed and is
+/// retried by the reaper with backoff. A record table, not derived.
+pub const CLEANUP_DEBT: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("cleanup_debt");
+/// (cancelled at, task id) of cancelled tasks: the `recent` list of `/queue`.
+pub const CANCELLED: TableDefinition<(i64, u64), ()> = TableDefinition::new("cancelled_tasks");
+
 /// Counters kept in step with the tables they count, so no snapshot counts by
 /// scanning: `jobs/<status>`, `waiting/<repo>`, `deps_waiting`, `blocked`,
-/// `cancelling`.
+/// `cancelling`, `cleanup_debt`.
 pub const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");

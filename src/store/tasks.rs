@@ -99,6 +99,7 @@ impl Tx<'_> {
             id,
             work_item_id: wi.to_owned(),
             plane_issue_id: new.plane_issue_id.map(String::from),
+            plane_project_id: None,
             repo: new.repo.to_string(),
             incarnation,
             branch,
@@ -156,6 +157,41 @@ impl Tx<'_> {
             EventKind::DependencyAdded,
             None,
             format!("waits for {}", dep.work_item_id),
+        )?;
+        Ok(new)
+    }
+
+    /// Records the tracker project the task's issue belongs to.
+    pub fn set_plane_project(
+        &mut self,
+        task_id: u64,
+        project_id: &str,
+    ) -> Result<Task, StoreError> {
+        crate::domain::PlaneIssueId::parse(project_id)?;
+        self.update_task(task_id, |t| {
+            t.plane_project_id = Some(project_id.to_owned())
+        })
+    }
+
+    /// Replaces the task's external dependencies: tracker issues orch has
+    /// never seen, not yet reported completed or cancelled.
+    pub fn set_external_deps(
+        &mut self,
+        task_id: u64,
+        deps: Vec<String>,
+    ) -> Result<Task, StoreError> {
+        let old = self.task(task_id)?;
+        if old.external_deps == deps {
+            return Ok(old);
+        }
+        let mut new = old.clone();
+        new.external_deps = deps;
+        self.put_task(Some(&old), &new)?;
+        self.event(
+            task_id,
+            EventKind::DependencyAdded,
+            None,
+            format!("external: {}", new.external_deps.join(", ")),
         )?;
         Ok(new)
     }
@@ -400,6 +436,20 @@ impl Tx<'_> {
         Ok(None)
     }
 
+    /// A task's audit log, oldest first.
+    pub fn events_of(&self, task_id: u64) -> Result<Vec<crate::store::Event>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.events.range((task_id, 0)..=(task_id, u64::MAX))? {
+            out.push(super::codec::decode(row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every job of a task, oldest first.
+    pub fn jobs_of(&self, task_id: u64) -> Result<Vec<crate::store::Job>, StoreError> {
+        super::tx::jobs_of(&self.jobs_by_task, &self.jobs, task_id)
+    }
+
     /// Whether any job of the task is queued or running for this role.
     pub fn has_live_job(
         &self,
@@ -415,6 +465,31 @@ impl Tx<'_> {
 impl ReadTx {
     pub fn resolve(&self, key: &TaskKey) -> Result<Option<u64>, StoreError> {
         resolve(&self.key_work_item, &self.key_plane, &self.tasks, key)
+    }
+
+    /// The live task of a tracker issue.
+    pub fn find_live_plane(&self, plane_issue_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.key_plane.get(plane_issue_id)?.map(|v| v.value()))
+    }
+
+    /// The unfinished task of `repo` whose recorded branch is `branch`.
+    pub fn find_live_by_branch(&self, repo: &str, branch: &str) -> Result<Option<u64>, StoreError> {
+        for row in self.repo_tasks.range((repo, 0)..=(repo, u64::MAX))? {
+            let id = row?.0.value().1;
+            if self.task(id)?.is_some_and(|t| t.branch == branch) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Unfinished tasks waiting on a dependency.
+    pub fn deps_waiting_tasks(&self) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.deps_waiting.iter()? {
+            out.push(row?.0.value());
+        }
+        Ok(out)
     }
 
     /// Every tombstoned predecessor of a work item id, oldest first.

@@ -39,6 +39,8 @@ pub struct Tx<'t> {
     pub(crate) deps_waiting: Table<'t, u64, ()>,
     pub(crate) blocked: Table<'t, u64, ()>,
     pub(crate) cancelling: Table<'t, u64, ()>,
+    pub(crate) cleanup_debt: Table<'t, (u64, &'static str), &'static [u8]>,
+    pub(crate) cancelled: Table<'t, (i64, u64), ()>,
     pub(crate) counts: Table<'t, &'static str, u64>,
 }
 
@@ -74,6 +76,8 @@ impl<'t> Tx<'t> {
             deps_waiting: txn.open_table(DEPS_WAITING)?,
             blocked: txn.open_table(BLOCKED)?,
             cancelling: txn.open_table(CANCELLING)?,
+            cleanup_debt: txn.open_table(CLEANUP_DEBT)?,
+            cancelled: txn.open_table(CANCELLED)?,
             counts: txn.open_table(COUNTS)?,
         })
     }
@@ -176,6 +180,8 @@ pub struct ReadTx {
     pub(crate) deps_waiting: ReadOnlyTable<u64, ()>,
     pub(crate) blocked: ReadOnlyTable<u64, ()>,
     pub(crate) cancelling: ReadOnlyTable<u64, ()>,
+    pub(crate) cleanup_debt: ReadOnlyTable<(u64, &'static str), &'static [u8]>,
+    pub(crate) cancelled: ReadOnlyTable<(i64, u64), ()>,
     pub(crate) counts: ReadOnlyTable<&'static str, u64>,
 }
 
@@ -202,6 +208,8 @@ impl ReadTx {
             deps_waiting: txn.open_table(DEPS_WAITING)?,
             blocked: txn.open_table(BLOCKED)?,
             cancelling: txn.open_table(CANCELLING)?,
+            cleanup_debt: txn.open_table(CLEANUP_DEBT)?,
+            cancelled: txn.open_table(CANCELLED)?,
             counts: txn.open_table(COUNTS)?,
         })
     }
@@ -314,4 +322,5 @@ pub(crate) mod counter {
     pub const DEPS_WAITING: &str = "deps_waiting";
     pub const BLOCKED: &str = "blocked";
     pub const CANCELLING: &str = "cancelling";
+    pub const CLEANUP_DEBT: &str = "cleanup_debt";
 }

@@ -293,3 +293,20 @@ fn cancel_request_closes_claims() {
     );
     fx.assert_consistent();
 }
+
+/// A dependency on a tracker issue orch never saw holds the task until it is
+/// cleared (the tracker reported it completed or cancelled).
+#[test]
+fn external_dependency_holds_until_cleared_tc20() {
+    let mut fx = Fx::new();
+    let t = fx.start("r");
+    fx.write(|tx| tx.set_external_deps(t.id, vec!["OTHER-7".into()]))
+        .unwrap();
+    assert_eq!(fx.claim(), None);
+    let deps = fx.store.deps_snapshot();
+    assert_eq!(deps.blocked[0].waiting_on, vec!["OTHER-7".to_string()]);
+    fx.assert_consistent();
+    fx.write(|tx| tx.set_external_deps(t.id, vec![])).unwrap();
+    assert_eq!(fx.claim().unwrap().task_id, t.id);
+    fx.assert_consistent();
+}

@@ -24,6 +24,16 @@ pub struct World {
     server: Option<orch::runtime::Server>,
 }
 
+/// An agent command line that runs the built-in agent with extra
+/// environment (for one role only): `sh` execs the binary, so the agent's
+/// pid is the shell's.
+pub fn demo_agent_with(vars: &str) -> String {
+    format!(
+        "sh -c \"{vars} exec '{}' agent-demo\"",
+        env!("CARGO_BIN_EXE_orch")
+    )
+}
+
 /// A bare remote with one commit on `main`.
 pub fn bare_remote(root: &Path, name: &str) -> PathBuf {
     let seed = root.join(format!("{name}-seed"));

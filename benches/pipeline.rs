@@ -1,0 +1,202 @@
+//! P2 and P3 (SPEC §11), measured on a real runtime in this process with the
+//! built-in agent, a local bare remote and a warm bare clone:
+//!
+//! - P2: task started (the start transaction committed) → agent process
+//!   running, p50/p99;
+//! - P3: STOP → agent dead, for a cooperative agent and for one ignoring
+//!   SIGTERM (grace 1 s), and STOP → task `cancelled`.
+//!
+//! `ORCH_BENCH_RUNS` sets the number of tasks per scenario (default 30).
+//! Run with `cargo bench --bench pipeline`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orch::config::{Env, Settings};
+use orch::domain::{JobStatus, RepoName, Stage, WorkItemId};
+use orch::pipeline::apply;
+use orch::runtime::{Runtime, now};
+use orch::store::NewTask;
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@orch.invalid",
+            "-c",
+            "core.hooksPath=/dev/null",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+fn remote(root: &Path) -> PathBuf {
+    let seed = root.join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    git(&seed, &["init", "-q", "-b", "main"]);
+    std::fs::write(seed.join("README.md"), "bench\n").unwrap();
+    git(&seed, &["add", "."]);
+    git(&seed, &["commit", "-q", "-m", "init"]);
+    let bare = root.join("r.git");
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            seed.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    bare
+}
+
+fn orch_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_orch"))
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(name: &str, mut v: Vec<Duration>) {
+    let (p50, p99, max) = (pct(&mut v, 0.5), pct(&mut v, 0.99), *v.last().unwrap());
+    println!(
+        "{name:<40} n={:<4} p50={:>8.2?} p99={:>8.2?} max={:>8.2?}",
+        v.len(),
+        p50,
+        p99,
+        max
+    );
+}
+
+async fn scenario(
+    root: &Path,
+    stubborn: bool,
+    runs: usize,
+) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
+    let exe = orch_exe();
+    let bare = remote(root);
+    std::fs::write(
+        root.join("orch.toml"),
+        format!("[[repo]]\nname = \"r\"\nremote = \"{}\"\n", bare.display()),
+    )
+    .unwrap();
+    let vars = if stubborn {
+        "ORCH_DEMO_SLEEP_MS=60000 ORCH_DEMO_IGNORE_TERM=1"
+    } else {
+        "ORCH_DEMO_SLEEP_MS=60000"
+    };
+    let cmd = format!("sh -c \"{vars} exec '{}' agent-demo\"", exe.display());
+    let mut pairs: Vec<(String, String)> = ["PATH", "HOME"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)))
+        .collect();
+    for (k, v) in [
+        ("ORCH_DATA_DIR", root.join("data").display().to_string()),
+        ("ORCH_CONFIG", root.join("orch.toml").display().to_string()),
+        ("ORCH_AGENT_CMD", cmd),
+        ("ORCH_STOP_GRACE_SECS", "1".into()),
+        ("ORCH_HEARTBEAT_SECS", "5".into()),
+    ] {
+        pairs.push((k.to_owned(), v));
+    }
+    let env = Env::from_pairs(pairs);
+    let rt: Arc<Runtime> = Runtime::open(Settings::load(&env).unwrap(), env)
+        .unwrap()
+        .with_builtin_exe(exe);
+    let server = rt.spawn_serve();
+    let (mut spawn, mut dead, mut cancelled) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..=runs {
+        let new = NewTask {
+            work_item_id: WorkItemId::parse(&format!("BENCH-{}", i + 1)).unwrap(),
+            plane_issue_id: None,
+            repo: RepoName::parse("r").unwrap(),
+            title: "bench".into(),
+            description: String::new(),
+            depends_on: vec![],
+        };
+        let t0 = Instant::now();
+        let (_, task) = rt
+            .writer
+            .call(now(), move |tx| apply::start(tx, new.clone()))
+            .await
+            .unwrap();
+        rt.wake.notify_waiters();
+        let (pid, start) = loop {
+            let jobs = rt.store.read(|rx| rx.jobs_of(task.id)).unwrap();
+            if let Some(j) = jobs
+                .iter()
+                .find(|j| j.status == JobStatus::Running && j.pid.is_some())
+            {
+                break (j.pid.unwrap(), j.pid_start.unwrap());
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        let spawned = t0.elapsed();
+        let t1 = Instant::now();
+        rt.stop(task.id).await.unwrap();
+        while orch::agent::is_alive(pid, start) {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let agent_dead = t1.elapsed();
+        loop {
+            let t = rt.store.read(|rx| rx.task(task.id)).unwrap().unwrap();
+            if t.stage == Stage::Cancelled {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        let done = t1.elapsed();
+        // The first run warms the bare clone; it is not counted.
+        if i > 0 {
+            spawn.push(spawned);
+            dead.push(agent_dead);
+            cancelled.push(done);
+        }
+    }
+    rt.request_shutdown();
+    let _ = server.await;
+    (spawn, dead, cancelled)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("pipeline: bench");
+        return;
+    }
+    let runs: usize = std::env::var("ORCH_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for stubborn in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (spawn, dead, cancelled) = scenario(tmp.path(), stubborn, runs).await;
+            let kind = if stubborn {
+                "stubborn agent, grace 1 s"
+            } else {
+                "cooperative agent"
+            };
+            if !stubborn {
+                report("P2 start → agent running", spawn);
+            }
+            report(&format!("P3 STOP → agent dead ({kind})"), dead);
+            report(&format!("P3 STOP → task cancelled ({kind})"), cancelled);
+        }
+    });
+}
