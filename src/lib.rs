@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod gates;
 pub mod git;
 pub mod gitea;
+pub mod http;
 pub mod pipeline;
 pub mod plane;
 pub mod queue;

@@ -22,8 +22,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the service: workers, reaper and start-up recovery, until SIGINT
-    /// or SIGTERM.
+    /// Run the service: the HTTP API (ORCH_HTTP_ADDR), workers, reaper and
+    /// start-up recovery, until SIGINT or SIGTERM.
     Serve,
     /// A self-contained tour: two local repos, the scripted agent, three
     /// tasks through every stage; exits 0 when every expected end state is
@@ -128,9 +128,12 @@ fn serve() -> Result<(), Failure> {
     settings
         .require_agent_commands()
         .map_err(|e| Failure::Usage(e.into()))?;
+    crate::http::check_bind(&settings).map_err(|e| Failure::Usage(e.into()))?;
     runtime()?.block_on(async {
+        // Bound before the store is opened: a taken port changes nothing.
+        let listener = crate::http::Listener::bind(&settings).await?;
         let rt = crate::runtime::Runtime::open(settings, env)?;
-        crate::runtime::serve(rt).await?;
+        crate::runtime::serve_with_http(rt, listener).await?;
         Ok(())
     })
 }

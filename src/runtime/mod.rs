@@ -21,7 +21,7 @@ use tokio::sync::{Notify, watch};
 pub use cancel::{CRASH_AFTER_STEP_VAR, archive_dir, drive as drive_cancel};
 pub use demo::{Server, run as demo};
 pub use recovery::{Recovered, run as recover};
-pub use serve::{ServeError, serve};
+pub use serve::{ServeError, serve, serve_with_http};
 
 use crate::config::{Env, Settings};
 use crate::domain::Millis;

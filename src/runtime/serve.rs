@@ -1,14 +1,22 @@
-//! `orch serve`: recovery, then the workers and the reaper until SIGINT or
-//! SIGTERM; then an orderly shutdown (stop claiming, wait for critical
-//! windows, stop agents with the grace, requeue their jobs).
+//! `orch serve`: recovery, then the workers, the reaper and (when given a
+//! listener) the HTTP API until SIGINT or SIGTERM; then an orderly shutdown
+//! (stop accepting requests and claiming, wait for critical windows, stop
+//! agents with the grace, requeue their jobs).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 
 use super::{Runtime, now, recovery, worker};
+use crate::http::{ClaimStats, Listener};
 use crate::pipeline::apply;
 use crate::store::StoreError;
+
+/// How long requests still in flight at shutdown may take to finish once
+/// the workers have stopped; a client that holds its connection longer is
+/// cut off rather than keeping orch alive.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -20,10 +28,22 @@ pub enum ServeError {
     Signal(std::io::Error),
 }
 
-/// Runs until a shutdown is requested (signal or `Runtime::request_shutdown`).
+/// Runs until a shutdown is requested (signal or `Runtime::request_shutdown`),
+/// without the HTTP API (the demo and tests that need no port).
 pub async fn serve(rt: Arc<Runtime>) -> Result<(), ServeError> {
+    run(rt, None).await
+}
+
+/// `orch serve`: as `serve`, plus the HTTP API on an already bound listener.
+/// The API starts after recovery and stops accepting when shutdown starts.
+pub async fn serve_with_http(rt: Arc<Runtime>, http: Listener) -> Result<(), ServeError> {
+    run(rt, Some(http)).await
+}
+
+async fn run(rt: Arc<Runtime>, http: Option<Listener>) -> Result<(), ServeError> {
     rt.settings.require_agent_commands()?;
     recovery::run(&rt).await?;
+    let claims = Arc::new(ClaimStats::default());
     // Cancels interrupted by an earlier stop resume from their recorded step.
     for id in rt
         .store
@@ -34,15 +54,31 @@ pub async fn serve(rt: Arc<Runtime>) -> Result<(), ServeError> {
     }
     let mut tasks = JoinSet::new();
     for i in 0..rt.settings.workers {
-        tasks.spawn(worker::run(rt.clone(), format!("worker-{i}")));
+        tasks.spawn(worker::run(
+            rt.clone(),
+            format!("worker-{i}"),
+            claims.clone(),
+        ));
     }
     tasks.spawn(reaper(rt.clone()));
     if rt.plane.is_some() {
         tasks.spawn(external_deps(rt.clone()));
     }
+    let api = http.map(|l| tokio::spawn(crate::http::serve(l, rt.clone(), claims.clone())));
     let signals = tokio::spawn(wait_for_signal(rt.clone()));
     tracing::info!(workers = rt.settings.workers, db = %rt.settings.db_path.display(), "orch serve started");
     while tasks.join_next().await.is_some() {}
+    if let Some(mut api) = api {
+        match tokio::time::timeout(HTTP_DRAIN, &mut api).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP API stopped with an error"),
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP API task failed"),
+            Err(_) => {
+                tracing::warn!("HTTP requests still open after the drain time; closing them");
+                api.abort();
+            }
+        }
+    }
     signals.abort();
     tracing::info!("orch serve stopped");
     Ok(())

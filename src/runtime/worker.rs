@@ -2,14 +2,17 @@
 //! may have become claimable, with a slow poll as a safety net.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Runtime, job, now};
+use crate::http::ClaimStats;
 
 /// How long an idle worker sleeps when no notification comes.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
-pub async fn run(rt: Arc<Runtime>, name: String) {
+/// Claims and runs jobs until shutdown; every claim is recorded in `claims`
+/// for `/metrics`.
+pub async fn run(rt: Arc<Runtime>, name: String, claims: Arc<ClaimStats>) {
     let mut shutdown = rt.shutdown.subscribe();
     loop {
         if rt.is_shutting_down() {
@@ -24,18 +27,23 @@ pub async fn run(rt: Arc<Runtime>, name: String) {
         let lease_ms = rt.lease_ms();
         let boot = rt.boot_id.clone();
         let worker = name.clone();
+        let asked = Instant::now();
         match rt
             .writer
             .call(now(), move |tx| tx.claim(&worker, lease_ms, Some(&boot)))
             .await
         {
             Ok(Some(lease)) => {
+                claims.record_claim(asked.elapsed());
                 tracing::info!(worker = %name, job = lease.job_id, task = lease.task_id, role = %lease.role, "claimed");
                 job::run(&rt, &name, lease).await;
                 continue;
             }
             Ok(None) => {}
-            Err(e) => tracing::error!(worker = %name, error = %e, "claim failed"),
+            Err(e) => {
+                claims.record_error();
+                tracing::error!(worker = %name, error = %e, "claim failed");
+            }
         }
         tokio::select! {
             _ = &mut notified => {}

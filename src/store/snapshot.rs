@@ -124,6 +124,43 @@ impl Store {
 }
 
 impl ReadTx {
+    /// The oldest `limit` jobs with this status (through the status index)
+    /// and how many there are (from the maintained counter), so a caller
+    /// can list a few without counting by scanning.
+    pub fn jobs_with_status_capped(
+        &self,
+        status: crate::domain::JobStatus,
+        limit: usize,
+    ) -> Result<(Vec<super::Job>, u64), StoreError> {
+        let code = status.code();
+        let mut out = Vec::new();
+        for row in self
+            .jobs_by_status
+            .range((code, 0)..=(code, u64::MAX))?
+            .take(limit)
+        {
+            let id = row?.0.value().1;
+            let job = self
+                .job(id)?
+                .ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
+            out.push(job);
+        }
+        Ok((out, self.count(&counter::jobs(status))?))
+    }
+
+    /// The oldest `limit` unfinished blocked tasks and how many there are.
+    pub fn blocked_tasks(&self, limit: usize) -> Result<(Vec<super::Task>, u64), StoreError> {
+        let mut out = Vec::new();
+        for row in self.blocked.iter()?.take(limit) {
+            let id = row?.0.value();
+            let t = self
+                .task(id)?
+                .ok_or_else(|| StoreError::NotFound(format!("task {id}")))?;
+            out.push(t);
+        }
+        Ok((out, self.count(counter::BLOCKED)?))
+    }
+
     /// Per repo the gate applies to: the task holding it and the jobs
     /// waiting behind it. Repos are found by skipping from one repo's
     /// entries to the next, never by walking every entry.

@@ -9,6 +9,7 @@ mod e2e;
 mod fakes;
 mod git;
 mod gitea;
+mod http;
 mod keys;
 mod model;
 mod pipeline;
