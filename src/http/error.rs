@@ -36,6 +36,18 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    /// The request conflicts with a switch or a state (a STOP while STOP is
+    /// switched off).
+    #[error("{0}")]
+    Conflict(String),
+    /// A webhook refused: its own status (401 bad signature, 413 oversize,
+    /// 400 malformed, 503 no secret configured).
+    #[error("{1}")]
+    Webhook(u16, String),
+    /// A dependency (the tracker's API) cannot be reached now; the sender
+    /// should deliver again.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Something on the server's side that the client cannot fix.
@@ -53,6 +65,9 @@ impl ApiError {
             ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Webhook(code, _) => StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_REQUEST),
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

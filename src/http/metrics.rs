@@ -1,5 +1,5 @@
 //! `GET /metrics` in the Prometheus text format (0.0.4): jobs by status,
-//! blocked tasks, gate waits, gate errors, and the claims of this process's
+//! blocked tasks, gate waits, gate errors, stops, cleanup debt, and the claims of this process's
 //! workers with their latency. Counts come from the store's maintained
 //! counters and snapshots, so a scrape never scans the jobs.
 
@@ -125,6 +125,16 @@ pub fn render(store: &Store, claims: &ClaimStats) -> String {
             u8::from(gate.active_task.is_some())
         );
     }
+
+    let (cancelling, debt, cancelled) = store
+        .read(|rx| Ok((rx.count("cancelling")?, rx.count("cleanup_debt")?, rx.cancelled_count()?)))
+        .unwrap_or_default();
+    family(&mut out, "orch_stops_in_progress", "gauge", "Tasks whose STOP is under way (including deferred ones).");
+    let _ = writeln!(out, "orch_stops_in_progress {cancelling}");
+    family(&mut out, "orch_tasks_cancelled_total", "counter", "Tasks that reached the stage cancelled.");
+    let _ = writeln!(out, "orch_tasks_cancelled_total {cancelled}");
+    family(&mut out, "orch_cleanup_debt", "gauge", "Cancel cleanup steps that failed and wait for a retry.");
+    let _ = writeln!(out, "orch_cleanup_debt {debt}");
 
     let deps = store.deps_snapshot();
     family(

@@ -17,7 +17,9 @@ mod metrics;
 mod queue;
 mod router;
 mod server;
+mod stop;
 mod tasks;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

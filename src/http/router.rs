@@ -12,7 +12,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
-use super::{ApiError, BODY_LIMIT, HttpState, auth, health, logs, metrics, queue, tasks};
+use super::{ApiError, BODY_LIMIT, HttpState, auth, health, logs, metrics, queue, stop, tasks, webhooks};
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
@@ -22,6 +22,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/tasks", get(tasks::list).post(tasks::start))
         .route("/api/tasks/{key}", get(tasks::show))
         .route("/api/tasks/{key}/retry", post(tasks::retry))
+        .route("/api/tasks/{key}/stop", post(stop::post))
+        .route("/webhooks/plane", post(webhooks::plane))
+        .route("/webhooks/gitea", post(webhooks::gitea))
         .route("/api/tasks/{key}/jobs/{job_id}/log", get(logs::get))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

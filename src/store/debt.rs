@@ -164,6 +164,12 @@ impl ReadTx {
         Ok(out)
     }
 
+    /// How many tasks were ever cancelled.
+    pub fn cancelled_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        Ok(self.cancelled.len()?)
+    }
+
     /// Tasks whose cancel is under way, oldest first, at most `limit`.
     pub fn cancelling(&self, limit: usize) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();

@@ -19,4 +19,5 @@ mod recovery;
 mod stop;
 mod stop_crash;
 mod support;
+mod webhooks;
 mod world;

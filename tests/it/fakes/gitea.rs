@@ -51,6 +51,26 @@ pub struct Repo {
     pub branches: HashMap<String, String>,
     pub protected: HashSet<String>,
     pub allowed_styles: Vec<String>,
+    /// A real bare repository the fake stands in front of: branches are read
+    /// from it, merges fast-forward it and deletions delete there, so the
+    /// pipeline's end state can be checked with git.
+    pub backing: Option<std::path::PathBuf>,
+}
+
+fn backing_git(bare: &std::path::Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git").arg("--git-dir").arg(bare).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Reloads the branch map from the backing repository.
+fn sync_branches(repo: &mut Repo) {
+    let Some(bare) = repo.backing.clone() else { return };
+    let listing = backing_git(&bare, &["for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/heads"]).unwrap_or_default();
+    repo.branches = listing
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(b, sha)| (b.to_owned(), sha.to_owned()))
+        .collect();
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +112,7 @@ impl FakeGitea {
                 branches,
                 protected: HashSet::new(),
                 allowed_styles: STYLES.iter().map(|s| s.to_string()).collect(),
+                backing: None,
             },
         );
         let state = Arc::new(Mutex::new(st));
@@ -137,6 +158,14 @@ impl FakeGitea {
         number
     }
 
+    /// Puts the fake in front of a real bare repository.
+    pub fn back_with(&self, bare: &std::path::Path) {
+        self.with_repo(|r| {
+            r.backing = Some(bare.to_path_buf());
+            sync_branches(r);
+        });
+    }
+
     pub fn with_repo<R>(&self, f: impl FnOnce(&mut Repo) -> R) -> R {
         f(self.lock().repos.get_mut(REPO).expect("the repo"))
     }
@@ -162,8 +191,18 @@ async fn handle(
     match segments.as_slice() {
         ["api", "v1", "repos", owner, name, rest @ ..] => {
             let key = format!("{owner}/{name}");
-            if !st.repos.contains_key(&key) {
+            let Some(repo) = st.repos.get_mut(&key) else {
                 return message(404, "repository does not exist");
+            };
+            sync_branches(repo);
+            // As on Gitea, an open pull request follows pushes to its head.
+            if repo.backing.is_some() {
+                let tips = repo.branches.clone();
+                for p in st.pulls.iter_mut().filter(|p| p.state == "open") {
+                    if let Some(tip) = tips.get(&p.head) {
+                        p.head_sha = tip.clone();
+                    }
+                }
             }
             route(&mut st, &key, &seen, rest)
         }
@@ -195,6 +234,9 @@ fn route(st: &mut GiteaState, key: &str, seen: &Seen, rest: &[&str]) -> Response
             } else if repo.protected.contains(&branch) {
                 message(403, "branch protected")
             } else if repo.branches.remove(&branch).is_some() {
+                if let Some(bare) = &repo.backing {
+                    backing_git(bare, &["update-ref", "-d", &format!("refs/heads/{branch}")]);
+                }
                 empty(204)
             } else {
                 message(404, "branch does not exist")
@@ -292,6 +334,14 @@ fn merge(st: &mut GiteaState, key: &str, n: &str, body: &Value) -> Response {
         && expected != pull.head_sha
     {
         return message(409, "head out of date");
+    }
+    if let Some(bare) = st.repos[key].backing.clone() {
+        let (head, base) = (pull.head_sha.clone(), pull.base.clone());
+        let ancestor = backing_git(&bare, &["merge-base", "--is-ancestor", &base, &head]).is_some();
+        if !ancestor {
+            return message(409, "merge conflict: the base moved");
+        }
+        backing_git(&bare, &["update-ref", &format!("refs/heads/{base}"), &head]);
     }
     pull.merged = true;
     pull.state = "closed".into();
