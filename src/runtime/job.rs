@@ -290,10 +290,10 @@ async fn supervise(
                 }
             }
             _ = stop.notified(), if !critical => break Err(End::Lost),
-            _ = shutdown.changed(), if !critical => {
-                if rt.is_shutting_down() {
-                    break Err(End::Interrupted("orch is shutting down".into()));
-                }
+            // `wait_for` also sees a shutdown requested before this job
+            // subscribed, which `changed` would miss.
+            _ = shutting_down(&mut shutdown), if !critical => {
+                break Err(End::Interrupted("orch is shutting down".into()));
             }
         }
     };
@@ -319,6 +319,12 @@ async fn supervise(
         Err(e) => tracing::error!(job, error = %e, "stopping the agent failed"),
     }
     Ok(ended)
+}
+
+/// Resolves once shutdown is requested, also when it was requested before
+/// the receiver was made.
+async fn shutting_down(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|down| *down).await;
 }
 
 /// Keeps a job in the runtime's registry while its process runs.

@@ -155,6 +155,17 @@ impl ReadTx {
             &by_task,
             &keys(&self.jobs_by_task, |k| k)?,
         );
+        let live: BTreeSet<(u64, u64)> = jobs
+            .values()
+            .filter(|j| j.status.is_live())
+            .map(|j| (j.task_id, j.id))
+            .collect();
+        compare(
+            &mut problems,
+            "live_jobs_by_task",
+            &live,
+            &keys(&self.live_jobs, |k| k)?,
+        );
         let by_status: BTreeSet<(u8, u64)> =
             jobs.values().map(|j| (j.status.code(), j.id)).collect();
         compare(

@@ -21,11 +21,19 @@ fn set_member<'k, K: Key + 'static>(
     key: impl Borrow<K::SelfType<'k>>,
     on: bool,
 ) -> Result<bool, StoreError> {
-    if on {
-        Ok(table.insert(key, ())?.is_none())
-    } else {
-        Ok(table.remove(key)?.is_some())
+    // Reading first keeps an unchanged entry from being rewritten, which
+    // would dirty its page for nothing.
+    let key = key.borrow();
+    let present = table.get(key)?.is_some();
+    if present == on {
+        return Ok(false);
     }
+    if on {
+        table.insert(key, ())?;
+    } else {
+        table.remove(key)?;
+    }
+    Ok(true)
 }
 
 fn delta(changed: bool, on: bool) -> i64 {
@@ -85,6 +93,20 @@ impl Tx<'_> {
             self.jobs_by_task.insert((new.task_id, new.id), ())?;
         }
         if old.map(|o| o.status) != Some(new.status) {
+            set_member(
+                &mut self.live_jobs,
+                (new.task_id, new.id),
+                new.status.is_live(),
+            )?;
+            if let Some(o) = old.filter(|o| o.status == crate::domain::JobStatus::Queued) {
+                // A queued job leaving the queue by any path (claimed,
+                // cancelled) leaves the claim indexes too; re-evaluating its
+                // task only looks at live jobs.
+                set_member(&mut self.ready, o.id, false)?;
+                let repo = self.task(o.task_id)?.repo;
+                let changed = set_member(&mut self.repo_waiting, (repo.as_str(), o.id), false)?;
+                self.bump(&counter::waiting(&repo), delta(changed, false))?;
+            }
             if let Some(o) = old {
                 self.jobs_by_status.remove((o.status.code(), o.id))?;
                 self.bump(&counter::jobs(o.status), -1)?;
@@ -135,7 +157,7 @@ impl Tx<'_> {
         self.bump(counter::DEPS_WAITING, delta(changed, on))?;
 
         let waiting_counter = counter::waiting(repo);
-        for job in jobs_of(&self.jobs_by_task, &self.jobs, task.id)? {
+        for job in jobs_of(&self.live_jobs, &self.jobs, task.id)? {
             let concerns = gates::serial_gate_concerns(self.gates, repo, job.role, &f);
             let gated = concerns
                 && job.status.is_live()
@@ -253,6 +275,17 @@ impl Tx<'_> {
         self.deps_waiting.retain(|_, _| false)?;
         self.ready.retain(|_, _| false)?;
         self.repo_waiting.retain(|_, _| false)?;
+        self.live_jobs.retain(|_, _| false)?;
+        let mut live = Vec::new();
+        for row in self.jobs.iter()? {
+            let job: Job = codec::decode(row?.1.value())?;
+            if job.status.is_live() {
+                live.push((job.task_id, job.id));
+            }
+        }
+        for key in live {
+            self.live_jobs.insert(key, ())?;
+        }
         self.heads.retain(|_, _| false)?;
         self.repo_head.retain(|_, _| false)?;
         self.counts.retain(|k, _| k.starts_with("jobs/"))?;

@@ -22,6 +22,9 @@ pub const KEY_PLANE: TableDefinition<&str, u64> = TableDefinition::new("key_plan
 
 /// (task id, job id): every job of a task.
 pub const JOBS_BY_TASK: TableDefinition<(u64, u64), ()> = TableDefinition::new("jobs_by_task");
+/// (task id, job id) of queued and running jobs: what re-evaluating a task
+/// looks at, so a task's finished history costs nothing.
+pub const LIVE_JOBS: TableDefinition<(u64, u64), ()> = TableDefinition::new("live_jobs_by_task");
 /// (status code, job id): every job by status.
 pub const JOBS_BY_STATUS: TableDefinition<(u8, u64), ()> = TableDefinition::new("jobs_by_status");
 /// (lease expiry, job id) of running jobs: what the reaper reads.

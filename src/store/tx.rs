@@ -27,6 +27,7 @@ pub struct Tx<'t> {
     pub(crate) key_work_item: Table<'t, &'static str, u64>,
     pub(crate) key_plane: Table<'t, &'static str, u64>,
     pub(crate) jobs_by_task: Table<'t, (u64, u64), ()>,
+    pub(crate) live_jobs: Table<'t, (u64, u64), ()>,
     pub(crate) jobs_by_status: Table<'t, (u8, u64), ()>,
     pub(crate) leases: Table<'t, (i64, u64), ()>,
     pub(crate) repo_tasks: Table<'t, (&'static str, u64), ()>,
@@ -64,6 +65,7 @@ impl<'t> Tx<'t> {
             key_work_item: txn.open_table(KEY_WORK_ITEM)?,
             key_plane: txn.open_table(KEY_PLANE)?,
             jobs_by_task: txn.open_table(JOBS_BY_TASK)?,
+            live_jobs: txn.open_table(LIVE_JOBS)?,
             jobs_by_status: txn.open_table(JOBS_BY_STATUS)?,
             leases: txn.open_table(LEASES)?,
             repo_tasks: txn.open_table(REPO_TASKS)?,
@@ -124,6 +126,9 @@ impl<'t> Tx<'t> {
     }
 
     pub(crate) fn bump(&mut self, counter: &str, delta: i64) -> Result<(), StoreError> {
+        if delta == 0 {
+            return Ok(());
+        }
         let cur = self.counts.get(counter)?.map_or(0, |v| v.value());
         let new = cur
             .checked_add_signed(delta)
@@ -168,6 +173,7 @@ pub struct ReadTx {
     pub(crate) key_work_item: ReadOnlyTable<&'static str, u64>,
     pub(crate) key_plane: ReadOnlyTable<&'static str, u64>,
     pub(crate) jobs_by_task: ReadOnlyTable<(u64, u64), ()>,
+    pub(crate) live_jobs: ReadOnlyTable<(u64, u64), ()>,
     pub(crate) jobs_by_status: ReadOnlyTable<(u8, u64), ()>,
     pub(crate) leases: ReadOnlyTable<(i64, u64), ()>,
     pub(crate) repo_tasks: ReadOnlyTable<(&'static str, u64), ()>,
@@ -196,6 +202,7 @@ impl ReadTx {
             key_work_item: txn.open_table(KEY_WORK_ITEM)?,
             key_plane: txn.open_table(KEY_PLANE)?,
             jobs_by_task: txn.open_table(JOBS_BY_TASK)?,
+            live_jobs: txn.open_table(LIVE_JOBS)?,
             jobs_by_status: txn.open_table(JOBS_BY_STATUS)?,
             leases: txn.open_table(LEASES)?,
             repo_tasks: txn.open_table(REPO_TASKS)?,
