@@ -14,7 +14,9 @@
 //! loopback port by the same code as `orch serve`, on the default cache.
 //!
 //! Run with `cargo bench --bench queue`; `ORCH_BENCH_SCALE=0.01` runs the
-//! same shape at 1% for a quick look. `ORCH_BENCH_DATA=<dir>` keeps the
+//! same shape at 1% for a quick look, and `ORCH_BENCH_REPOS=<n>` spreads it
+//! over another number of repos (the snapshot lists up to 50 waiting jobs
+//! per repo, so its size follows the repos). `ORCH_BENCH_DATA=<dir>` keeps the
 //! loaded store in that directory and reuses it on the next run, so the
 //! measurement can be repeated without the load.
 
@@ -27,9 +29,11 @@ use orch::http::{ClaimStats, Listener};
 use orch::store::{Completion, Durability, NewTask, Options, Store, StoreError, Tx};
 
 const REPOS: usize = 300;
+/// Of the active tasks (one per repo), this share has a running job; the
+/// others are blocked.
+const RUNNING_SHARE: f64 = 2.0 / 3.0;
 const FINISHED_TASKS: usize = 90_000;
 const JOBS_PER_FINISHED: usize = 10;
-const RUNNING_ACTIVE: usize = 200;
 const QUEUED_TASKS: usize = 100_000;
 const WITH_DEPS: usize = 1_000;
 /// Tasks per load transaction: large, so the load is not commit-bound.
@@ -38,8 +42,8 @@ const SNAPSHOT_RUNS: usize = 300;
 const HTTP_RUNS: usize = 200;
 const LEASE_MS: i64 = 3_600_000;
 
-fn repo(i: usize) -> String {
-    format!("repo-{:03}", i % REPOS)
+fn repo(i: usize, repos: usize) -> String {
+    format!("repo-{:03}", i % repos)
 }
 
 fn new_task(seq: &mut u64, repo: &str, deps: Vec<String>) -> NewTask {
@@ -83,25 +87,29 @@ fn finished_task(tx: &mut Tx<'_>, new: NewTask) -> Result<(), StoreError> {
     Ok(())
 }
 
-struct Scale(f64);
+struct Shape {
+    scale: f64,
+    repos: usize,
+}
 
-impl Scale {
+impl Shape {
     fn of(&self, n: usize) -> usize {
-        ((n as f64 * self.0).round() as usize).max(1)
+        ((n as f64 * self.scale).round() as usize).max(1)
     }
 }
 
-fn load(store: &Store, scale: &Scale) -> Result<(), StoreError> {
+fn load(store: &Store, shape: &Shape) -> Result<(), StoreError> {
+    let repos = shape.repos;
     let mut seq = 0u64;
     let mut now = 1_000_000_000_000i64;
-    let finished = scale.of(FINISHED_TASKS);
+    let finished = shape.of(FINISHED_TASKS);
     let mut done = 0;
     while done < finished {
         let n = BATCH.min(finished - done);
         now += 1;
         store.write(now, |tx| {
             for i in 0..n {
-                let new = new_task(&mut seq, &repo(done + i), Vec::new());
+                let new = new_task(&mut seq, &repo(done + i, repos), Vec::new());
                 finished_task(tx, new)?;
             }
             Ok(())
@@ -112,12 +120,13 @@ fn load(store: &Store, scale: &Scale) -> Result<(), StoreError> {
     let mut active = Vec::new();
     now += 1;
     store.write(now, |tx| {
-        for r in 0..REPOS {
-            let new = new_task(&mut seq, &repo(r), Vec::new());
+        let running = (repos as f64 * RUNNING_SHARE).round() as usize;
+        for r in 0..repos {
+            let new = new_task(&mut seq, &repo(r, repos), Vec::new());
             active.push(new.work_item_id.to_string());
             let t = tx.create_task(new)?;
             tx.set_stage(t.id, Stage::Development)?;
-            if r < RUNNING_ACTIVE {
+            if r < running {
                 tx.enqueue(t.id, Role::Developer, None)?;
                 tx.claim("bench", LEASE_MS, None)?;
             } else {
@@ -126,8 +135,8 @@ fn load(store: &Store, scale: &Scale) -> Result<(), StoreError> {
         }
         Ok(())
     })?;
-    let queued = scale.of(QUEUED_TASKS);
-    let with_deps = scale.of(WITH_DEPS);
+    let queued = shape.of(QUEUED_TASKS);
+    let with_deps = shape.of(WITH_DEPS);
     let mut started = 0;
     while started < queued {
         let n = BATCH.min(queued - started);
@@ -140,7 +149,7 @@ fn load(store: &Store, scale: &Scale) -> Result<(), StoreError> {
                 } else {
                     Vec::new()
                 };
-                let t = tx.create_task(new_task(&mut seq, &repo(k), deps))?;
+                let t = tx.create_task(new_task(&mut seq, &repo(k, repos), deps))?;
                 tx.set_stage(t.id, Stage::Analysis)?;
                 tx.enqueue(t.id, Role::Analyst, None)?;
             }
@@ -166,13 +175,18 @@ fn summary(mut d: Vec<Duration>) -> String {
 }
 
 fn main() {
-    let scale = Scale(
-        std::env::var("ORCH_BENCH_SCALE")
+    let shape = Shape {
+        scale: std::env::var("ORCH_BENCH_SCALE")
             .ok()
             .and_then(|s| s.parse().ok())
             .filter(|s: &f64| *s > 0.0 && *s <= 1.0)
             .unwrap_or(1.0),
-    );
+        repos: std::env::var("ORCH_BENCH_REPOS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|n: &usize| (1..=999).contains(n))
+            .unwrap_or(REPOS),
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let data = std::env::var_os("ORCH_BENCH_DATA")
         .map(std::path::PathBuf::from)
@@ -189,7 +203,7 @@ fn main() {
     };
     let store = Store::open(&db, opts, 1).expect("open store");
     if !reuse {
-        load(&store, &scale).expect("bulk load");
+        load(&store, &shape).expect("bulk load");
     }
     let counts = store.job_counts();
     let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
