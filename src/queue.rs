@@ -76,21 +76,37 @@ pub struct RecentEntry {
 
 fn stop_snapshot(store: &Store) -> Result<StopSnapshot, StoreError> {
     store.read(|rx| {
-        let mut snap = StopSnapshot { enabled: store.gates().stop_enabled, ..StopSnapshot::default() };
+        let mut snap = StopSnapshot {
+            enabled: store.gates().stop_enabled,
+            ..StopSnapshot::default()
+        };
         for id in rx.cancelling(usize::MAX)? {
             let t = task_of(rx, id)?;
             let Some(c) = &t.cancel else { continue };
             let requested_at = rfc3339(c.requested_at);
             if c.step == crate::domain::CancelStep::Deferred {
                 snap.deferred_count += 1;
-                let critical = rx.jobs_of(id)?.into_iter().find(|j| j.status == JobStatus::Running && j.critical_since.is_some());
+                let critical = rx
+                    .jobs_of(id)?
+                    .into_iter()
+                    .find(|j| j.status == JobStatus::Running && j.critical_since.is_some());
                 if let (Some(job), true) = (critical, snap.deferred.len() < LIST_CAP) {
-                    snap.deferred.push(DeferredEntry { task_id: id, work_item_id: t.work_item_id.clone(), requested_at: requested_at.clone(), job_id: job.id });
+                    snap.deferred.push(DeferredEntry {
+                        task_id: id,
+                        work_item_id: t.work_item_id.clone(),
+                        requested_at: requested_at.clone(),
+                        job_id: job.id,
+                    });
                 }
             }
             snap.in_progress_count += 1;
             if snap.in_progress.len() < LIST_CAP {
-                snap.in_progress.push(CancelEntry { task_id: id, work_item_id: t.work_item_id, requested_at, step: c.step.as_str() });
+                snap.in_progress.push(CancelEntry {
+                    task_id: id,
+                    work_item_id: t.work_item_id,
+                    requested_at,
+                    step: c.step.as_str(),
+                });
             }
         }
         let debts = rx.debts()?;
@@ -98,11 +114,20 @@ fn stop_snapshot(store: &Store) -> Result<StopSnapshot, StoreError> {
         snap.cleanup_debt = debts
             .into_iter()
             .take(LIST_CAP)
-            .map(|d| DebtEntry { task_id: d.task_id, what: d.what, attempts: d.attempts, last_error: Some(d.last_error).filter(|e| !e.is_empty()) })
+            .map(|d| DebtEntry {
+                task_id: d.task_id,
+                what: d.what,
+                attempts: d.attempts,
+                last_error: Some(d.last_error).filter(|e| !e.is_empty()),
+            })
             .collect();
         for id in rx.recently_cancelled(LIST_CAP)? {
             let t = task_of(rx, id)?;
-            snap.recent.push(RecentEntry { task_id: id, work_item_id: t.work_item_id, cancelled_at: t.cancelled_at.map(rfc3339).unwrap_or_default() });
+            snap.recent.push(RecentEntry {
+                task_id: id,
+                work_item_id: t.work_item_id,
+                cancelled_at: t.cancelled_at.map(rfc3339).unwrap_or_default(),
+            });
         }
         snap.recent_count = rx.cancelled_count()?;
         Ok(snap)
@@ -174,7 +199,10 @@ pub fn snapshot(store: &Store, now: Millis) -> QueueSnapshot {
         task_deps: store.deps_snapshot(),
         stop: stop_snapshot(store).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "stop snapshot failed; listing none");
-            StopSnapshot { enabled: store.gates().stop_enabled, ..StopSnapshot::default() }
+            StopSnapshot {
+                enabled: store.gates().stop_enabled,
+                ..StopSnapshot::default()
+            }
         }),
     }
 }

@@ -49,7 +49,19 @@ pub fn run(cmd: DbCommand, env: &impl Fn(&str) -> Option<String>) -> Result<(), 
 }
 
 pub fn queue(env: &impl Fn(&str) -> Option<String>) -> Result<(), Failure> {
-    let store = open(env)?;
+    let store = match open(env) {
+        Err(Failure::Runtime(e))
+            if e.downcast_ref::<crate::store::StoreError>()
+                .is_some_and(|s| matches!(s, crate::store::StoreError::Locked { .. })) =>
+        {
+            // A running `orch serve` holds the file: ask it.
+            let settings = super::settings()?;
+            let answer = super::client::call(&settings, "GET", "/queue", None)?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            return Ok(());
+        }
+        other => other?,
+    };
     let snap = crate::queue::snapshot(&store, now());
     println!("{}", serde_json::to_string_pretty(&snap)?);
     Ok(())

@@ -2,6 +2,7 @@
 //! this module (and `main.rs`) may use `anyhow`; the library's errors are
 //! typed.
 
+mod client;
 mod db;
 mod task;
 
@@ -111,7 +112,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn settings() -> Result<crate::config::Settings, Failure> {
+pub(crate) fn settings() -> Result<crate::config::Settings, Failure> {
     let env = crate::config::Env::from_process().map_err(|e| Failure::Usage(e.into()))?;
     crate::config::Settings::load(&env).map_err(|e| Failure::Usage(e.into()))
 }

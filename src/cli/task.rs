@@ -58,7 +58,81 @@ fn usage(e: impl std::fmt::Display) -> Failure {
     Failure::Usage(anyhow!("{e}"))
 }
 
+/// Runs the command on the store file, or, when a running `orch serve`
+/// holds the file, through its HTTP API.
 pub fn run(cmd: TaskCommand, settings: &crate::config::Settings) -> Result<(), Failure> {
+    match crate::store::Store::open(
+        &settings.db_path,
+        settings.store.clone(),
+        crate::clock::now_millis(),
+    ) {
+        Err(crate::store::StoreError::Locked { .. }) => remote(cmd, settings),
+        Ok(store) => {
+            drop(store);
+            local(cmd, settings)
+        }
+        Err(crate::store::StoreError::Db(_)) if !settings.db_path.exists() => local(cmd, settings),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn remote(cmd: TaskCommand, settings: &crate::config::Settings) -> Result<(), Failure> {
+    use super::client::{call, enc};
+    let answer = match cmd {
+        TaskCommand::Start {
+            work_item_id,
+            repo,
+            title,
+            description,
+            depends_on,
+            ..
+        } => call(
+            settings,
+            "POST",
+            "/api/tasks",
+            Some(
+                serde_json::json!({"work_item_id": work_item_id, "repo": repo, "title": title, "description": description, "depends_on": depends_on}),
+            ),
+        )?,
+        TaskCommand::Show { key } => {
+            call(settings, "GET", &format!("/api/tasks/{}", enc(&key)), None)?
+        }
+        TaskCommand::List {
+            stage,
+            repo,
+            blocked,
+            limit,
+        } => {
+            let mut q = format!("?limit={limit}");
+            if let Some(s) = stage {
+                q.push_str(&format!("&stage={}", enc(&s)));
+            }
+            if let Some(r) = repo {
+                q.push_str(&format!("&repo={}", enc(&r)));
+            }
+            if let Some(b) = blocked {
+                q.push_str(&format!("&blocked={b}"));
+            }
+            call(settings, "GET", &format!("/api/tasks{q}"), None)?
+        }
+        TaskCommand::Retry { key, note } => call(
+            settings,
+            "POST",
+            &format!("/api/tasks/{}/retry", enc(&key)),
+            Some(serde_json::json!({"note": note})),
+        )?,
+        TaskCommand::Stop { key } => call(
+            settings,
+            "POST",
+            &format!("/api/tasks/{}/stop", enc(&key)),
+            None,
+        )?,
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+fn local(cmd: TaskCommand, settings: &crate::config::Settings) -> Result<(), Failure> {
     let now = crate::clock::now_millis();
     let open = || -> Result<Store, Failure> {
         crate::fsutil::ensure_private_dir(&settings.data_dir)

@@ -127,13 +127,34 @@ pub fn render(store: &Store, claims: &ClaimStats) -> String {
     }
 
     let (cancelling, debt, cancelled) = store
-        .read(|rx| Ok((rx.count("cancelling")?, rx.count("cleanup_debt")?, rx.cancelled_count()?)))
+        .read(|rx| {
+            Ok((
+                rx.count("cancelling")?,
+                rx.count("cleanup_debt")?,
+                rx.cancelled_count()?,
+            ))
+        })
         .unwrap_or_default();
-    family(&mut out, "orch_stops_in_progress", "gauge", "Tasks whose STOP is under way (including deferred ones).");
+    family(
+        &mut out,
+        "orch_stops_in_progress",
+        "gauge",
+        "Tasks whose STOP is under way (including deferred ones).",
+    );
     let _ = writeln!(out, "orch_stops_in_progress {cancelling}");
-    family(&mut out, "orch_tasks_cancelled_total", "counter", "Tasks that reached the stage cancelled.");
+    family(
+        &mut out,
+        "orch_tasks_cancelled_total",
+        "counter",
+        "Tasks that reached the stage cancelled.",
+    );
     let _ = writeln!(out, "orch_tasks_cancelled_total {cancelled}");
-    family(&mut out, "orch_cleanup_debt", "gauge", "Cancel cleanup steps that failed and wait for a retry.");
+    family(
+        &mut out,
+        "orch_cleanup_debt",
+        "gauge",
+        "Cancel cleanup steps that failed and wait for a retry.",
+    );
     let _ = writeln!(out, "orch_cleanup_debt {debt}");
 
     let deps = store.deps_snapshot();

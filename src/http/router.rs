@@ -12,7 +12,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
-use super::{ApiError, BODY_LIMIT, HttpState, auth, health, logs, metrics, queue, stop, tasks, webhooks};
+use super::{
+    ApiError, BODY_LIMIT, HttpState, auth, health, logs, metrics, queue, stop, tasks, webhooks,
+};
 
 pub fn router(state: HttpState) -> Router {
     Router::new()

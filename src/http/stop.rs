@@ -23,14 +23,26 @@ pub async fn post(
     // guard checked the content type); a body that is not JSON is refused.
     let _: serde_json::Value = super::body::json(body)?;
     let id = state.read(move |rx| resolve(rx, &key)).await?;
-    let answer = state.rt.stop(id).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let answer = state
+        .rt
+        .stop(id)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(match answer {
         StopAnswer::Accepted { task_id, step } | StopAnswer::AlreadyRequested { task_id, step } => {
-            (StatusCode::ACCEPTED, Json(json!({"task_id": task_id, "step": step.as_str()}))).into_response()
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"task_id": task_id, "step": step.as_str()})),
+            )
+                .into_response()
         }
-        StopAnswer::Noop { .. } => (StatusCode::OK, Json(json!({"result": "noop"}))).into_response(),
+        StopAnswer::Noop { .. } => {
+            (StatusCode::OK, Json(json!({"result": "noop"}))).into_response()
+        }
         StopAnswer::Disabled { .. } => {
-            return Err(ApiError::Conflict("STOP is switched off (ORCH_STOP_STATUS_ENABLED=false); nothing changed".into()));
+            return Err(ApiError::Conflict(
+                "STOP is switched off (ORCH_STOP_STATUS_ENABLED=false); nothing changed".into(),
+            ));
         }
     })
 }

@@ -80,3 +80,96 @@ fn a_held_file_is_named() {
         "{out:?}"
     );
 }
+
+/// While `orch serve` holds the file, `orch task …` and `orch queue` go
+/// through its HTTP API.
+#[test]
+fn task_commands_reach_a_running_server() {
+    let dir = tempdir();
+    let root = dir.path().canonicalize().unwrap();
+    let remote = crate::world::bare_remote(&root, "r");
+    std::fs::write(
+        root.join("orch.toml"),
+        format!(
+            "[[repo]]\nname = \"r\"\nremote = \"{}\"\n",
+            remote.display()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sleepy = crate::world::demo_agent_with("ORCH_DEMO_SLEEP_MS=60000");
+    let env = |c: &mut Command| {
+        c.env("ORCH_DATA_DIR", root.join("data"))
+            .env("ORCH_CONFIG", root.join("orch.toml"))
+            .env("ORCH_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("ORCH_AGENT_CMD", &sleepy)
+            .env("ORCH_STOP_GRACE_SECS", "1")
+            .env_remove("ORCH_DB_PATH")
+            .env_remove("ORCH_API_TOKEN");
+    };
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_orch"));
+    env(&mut serve);
+    let mut serve = serve
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
+        env(&mut c);
+        c.args(args).output().unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orch serve did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = run(&[
+        "task",
+        "start",
+        "ORCH-1",
+        "--repo",
+        "r",
+        "--title",
+        "over http",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "created");
+    let out = run(&["task", "show", "ORCH-1"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["task"]["title"], "over http");
+    let out = run(&["queue"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["stop"]["enabled"].as_bool().unwrap());
+    let out = run(&["task", "stop", "ORCH-1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["task", "show", "ORCH-404"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(serve.wait().unwrap().success());
+    let store = Store::open(root.join("data/orch.redb"), Options::default(), 0).unwrap();
+    let t = store.read(|rx| rx.task(1)).unwrap().unwrap();
+    assert!(t.cancel.is_some(), "the STOP reached the server");
+}

@@ -1056,3 +1056,67 @@ async fn serve_runs_the_pipeline_behind_the_api() {
     let refused = api.client.get(api.url("/healthz")).send().await;
     assert!(refused.is_err(), "the API stopped with serve: {refused:?}");
 }
+
+/// STOP over the API: 202 with the step while the cancel runs, 200 `noop`
+/// once the task is terminal, 404 for an unknown key; `/queue` shows the
+/// cancel in its `stop` block (TC-42). With the switch off the API answers
+/// 409 and nothing changes (TC-S01).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_over_the_api_tc_s01() {
+    let s = Schemas::load();
+    let sleepy = crate::world::demo_agent_with("ORCH_DEMO_SLEEP_MS=60000");
+    let mut api = Api::start(
+        World::builder()
+            .repo("r", "")
+            .env("ORCH_AGENT_CMD_ANALYST", &sleepy),
+        Mode::Serve,
+    )
+    .await;
+    api.start_task("ORCH-1", &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.w.jobs(1).iter().all(|j| j.pid.is_none()) {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = api.post("/api/tasks/ORCH-1/stop", &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    s.check("stop-response.json", &r.json());
+    let queue = api.get("/queue").await.json();
+    s.check("queue.json", &queue);
+    let r = api.post("/api/tasks/ORCH-1/stop", &json!({})).await;
+    assert_eq!(r.status, 202, "a second STOP is a no-op: {}", r.text);
+    api.w
+        .wait_task(1, 30, "cancelled", |t| t.stage == Stage::Cancelled)
+        .await;
+    let r = api.post("/api/tasks/ORCH-1/stop", &json!({})).await;
+    assert_eq!((r.status, r.json()["result"].as_str()), (200, Some("noop")));
+    s.check("stop-response.json", &r.json());
+    let queue = api.get("/queue").await.json();
+    s.check("queue.json", &queue);
+    assert_eq!(
+        queue["stop"]["recent"][0]["work_item_id"],
+        "ORCH-1::cancelled::1"
+    );
+    assert_eq!(
+        api.post("/api/tasks/ORCH-404/stop", &json!({}))
+            .await
+            .status,
+        404
+    );
+    api.stop().await;
+
+    let mut api = Api::start(
+        World::builder()
+            .repo("r", "")
+            .env("ORCH_STOP_STATUS_ENABLED", "false")
+            .env("ORCH_AGENT_CMD_ANALYST", &sleepy),
+        Mode::Serve,
+    )
+    .await;
+    api.start_task("ORCH-1", &[]).await;
+    let r = api.post("/api/tasks/ORCH-1/stop", &json!({})).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    s.check("error.json", &r.json());
+    assert!(api.w.task(1).cancel.is_none());
+    api.stop().await;
+}

@@ -52,13 +52,33 @@ impl Site {
         let listener = Listener::bind(&w.rt.settings).await.unwrap();
         let addr = listener.local_addr();
         let rt = w.rt.clone();
-        let server = tokio::spawn(async move { orch::runtime::serve_with_http(rt, listener).await.unwrap() });
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
-        Site { w, plane, gitea, addr, http, server }
+        let server =
+            tokio::spawn(
+                async move { orch::runtime::serve_with_http(rt, listener).await.unwrap() },
+            );
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Site {
+            w,
+            plane,
+            gitea,
+            addr,
+            http,
+            server,
+        }
     }
 
     /// A signed delivery of the issue moving to `state`.
-    async fn deliver(&self, issue: &str, seq: u64, state_id: &str, state_name: &str) -> (u16, Value) {
+    async fn deliver(
+        &self,
+        issue: &str,
+        seq: u64,
+        state_id: &str,
+        state_name: &str,
+    ) -> (u16, Value) {
         let mut body: Value = serde_json::from_str(fp::STATE_UPDATED).unwrap();
         body["data"]["id"] = issue.into();
         body["data"]["sequence_id"] = seq.into();
@@ -79,16 +99,27 @@ impl Site {
             .unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap_or_default();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     async fn shutdown(self) {
         self.w.rt.request_shutdown();
-        tokio::time::timeout(Duration::from_secs(30), self.server).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.server)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     fn seen_paths(&self, method: &str) -> Vec<String> {
-        self.gitea.seen().iter().filter(|s| s.method.as_str() == method).map(|s| s.segments().join("/")).collect()
+        self.gitea
+            .seen()
+            .iter()
+            .filter(|s| s.method.as_str() == method)
+            .map(|s| s.segments().join("/"))
+            .collect()
     }
 }
 
@@ -103,24 +134,70 @@ async fn webhook_start_runs_to_done_with_gitea() {
     let s = Site::start(&[]).await;
     s.plane.add_issue(fp::ISSUE, fp::TO_ANALYSE, 90);
     let (status, body) = s.deliver(fp::ISSUE, 90, fp::TO_ANALYSE, "To Analyse").await;
-    assert_eq!((status, body["result"].as_str()), (200, Some("created")), "{body}");
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("created")),
+        "{body}"
+    );
     let id = body["task_id"].as_u64().unwrap();
     let (status, again) = s.deliver(fp::ISSUE, 90, fp::TO_ANALYSE, "To Analyse").await;
-    assert_eq!((status, again["result"].as_str()), (200, Some("ignored")), "a repeated delivery changes nothing: {again}");
+    assert_eq!(
+        (status, again["result"].as_str()),
+        (200, Some("ignored")),
+        "a repeated delivery changes nothing: {again}"
+    );
 
-    let t = s.w.wait_task(id, 90, "done", |t| t.stage == Stage::Done).await;
+    let t =
+        s.w.wait_task(id, 90, "done", |t| t.stage == Stage::Done)
+            .await;
     assert_eq!(t.work_item_id, "ORCH-90");
-    s.w.wait_task(id, 10, "cleanup", |_| s.w.events(id).contains(&"branch_deleted".to_string())).await;
-    assert!(s.w.remote_main_files("orchestrator").contains("CHANGES-ORCH-90.md"), "merged into main");
-    assert_eq!(s.w.remote_tip("orchestrator", "feature/ORCH-90"), None, "deleted through the API");
+    s.w.wait_task(id, 10, "cleanup", |_| {
+        s.w.events(id).contains(&"branch_deleted".to_string())
+    })
+    .await;
+    assert!(
+        s.w.remote_main_files("orchestrator")
+            .contains("CHANGES-ORCH-90.md"),
+        "merged into main"
+    );
+    assert_eq!(
+        s.w.remote_tip("orchestrator", "feature/ORCH-90"),
+        None,
+        "deleted through the API"
+    );
     let posts = s.seen_paths("POST");
     assert!(posts.iter().any(|p| p.ends_with("/pulls")), "{posts:?}");
-    let merge = s.gitea.seen().into_iter().find(|x| x.segments().last() == Some(&"merge")).expect("a merge call");
-    assert_eq!(merge.json()["head_commit_id"].as_str(), s.w.read(|rx| rx.events_of(id)).iter().find(|e| e.kind.as_str() == "merged").map(|e| e.detail.rsplit(' ').next().unwrap().to_owned()).as_deref());
-    assert!(s.seen_paths("DELETE").iter().any(|p| p.ends_with("branches/feature/ORCH-90")));
+    let merge = s
+        .gitea
+        .seen()
+        .into_iter()
+        .find(|x| x.segments().last() == Some(&"merge"))
+        .expect("a merge call");
+    assert_eq!(
+        merge.json()["head_commit_id"].as_str(),
+        s.w.read(|rx| rx.events_of(id))
+            .iter()
+            .find(|e| e.kind.as_str() == "merged")
+            .map(|e| e.detail.rsplit(' ').next().unwrap().to_owned())
+            .as_deref()
+    );
+    assert!(
+        s.seen_paths("DELETE")
+            .iter()
+            .any(|p| p.ends_with("branches/feature/ORCH-90"))
+    );
     let ev = s.w.events(id);
-    assert!(ev.contains(&"pr_opened".to_string()) && ev.contains(&"merged".to_string()), "{ev:?}");
-    assert!(s.plane.lock().comments.iter().any(|(_, html)| html.contains("moved to review")));
+    assert!(
+        ev.contains(&"pr_opened".to_string()) && ev.contains(&"merged".to_string()),
+        "{ev:?}"
+    );
+    assert!(
+        s.plane
+            .lock()
+            .comments
+            .iter()
+            .any(|(_, html)| html.contains("moved to review"))
+    );
     s.shutdown().await;
 }
 
@@ -137,10 +214,15 @@ async fn webhook_stop_during_development() {
     s.plane.add_issue(ISSUE_B, fp::TO_ANALYSE, 91);
     let (_, a) = s.deliver(fp::ISSUE, 90, fp::TO_ANALYSE, "To Analyse").await;
     let (_, b) = s.deliver(ISSUE_B, 91, fp::TO_ANALYSE, "To Analyse").await;
-    let (a, b) = (a["task_id"].as_u64().unwrap(), b["task_id"].as_u64().unwrap());
+    let (a, b) = (
+        a["task_id"].as_u64().unwrap(),
+        b["task_id"].as_u64().unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let dev = loop {
-        if let Some(j) = s.w.jobs(a).into_iter().find(|j| j.role == Role::Developer && j.pid.is_some() && j.status == JobStatus::Running) {
+        if let Some(j) = s.w.jobs(a).into_iter().find(|j| {
+            j.role == Role::Developer && j.pid.is_some() && j.status == JobStatus::Running
+        }) {
             break j;
         }
         assert!(Instant::now() < deadline, "{:?}", s.w.events(a));
@@ -151,23 +233,49 @@ async fn webhook_stop_during_development() {
     s.plane.set_state(fp::ISSUE, fp::IN_PROGRESS);
     let (status, body) = s.deliver(fp::ISSUE, 90, fp::STOP, "STOP").await;
     assert_eq!(status, 200, "{body}");
-    assert!(s.w.task(a).cancel.is_none(), "a replayed STOP changes nothing");
+    assert!(
+        s.w.task(a).cancel.is_none(),
+        "a replayed STOP changes nothing"
+    );
 
     s.plane.set_state(fp::ISSUE, fp::STOP);
     let (status, body) = s.deliver(fp::ISSUE, 90, fp::STOP, "STOP").await;
     assert_eq!(status, 202, "{body}");
-    let t = s.w.wait_task(a, 30, "cancelled", |t| t.stage == Stage::Cancelled).await;
-    assert!(!orch::agent::is_alive(dev.pid.unwrap(), dev.pid_start.unwrap()));
+    let t =
+        s.w.wait_task(a, 30, "cancelled", |t| t.stage == Stage::Cancelled)
+            .await;
+    assert!(!orch::agent::is_alive(
+        dev.pid.unwrap(),
+        dev.pid_start.unwrap()
+    ));
     assert!(!s.w.data_dir().join(&t.worktree).exists());
     assert_eq!(s.w.remote_tip("orchestrator", "feature/ORCH-90"), None);
     assert_eq!(t.work_item_id, format!("ORCH-90::cancelled::{a}"));
-    assert_eq!(t.plane_issue_id, Some(format!("{}::cancelled::{a}", fp::ISSUE)));
-    assert!(orch::runtime::archive_dir(&s.w.data_dir(), &t).join("01-analysis.md").is_file());
+    assert_eq!(
+        t.plane_issue_id,
+        Some(format!("{}::cancelled::{a}", fp::ISSUE))
+    );
+    assert!(
+        orch::runtime::archive_dir(&s.w.data_dir(), &t)
+            .join("01-analysis.md")
+            .is_file()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !s.plane.lock().comments.iter().any(|(i, html)| i == fp::ISSUE && html.contains("stopped ORCH-90")) {
-        assert!(Instant::now() < deadline, "no STOP comment: {:?}", s.plane.lock().comments);
+    while !s
+        .plane
+        .lock()
+        .comments
+        .iter()
+        .any(|(i, html)| i == fp::ISSUE && html.contains("stopped ORCH-90"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no STOP comment: {:?}",
+            s.plane.lock().comments
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    s.w.wait_task(b, 30, "the next task runs", |t| t.admitted_at.is_some()).await;
+    s.w.wait_task(b, 30, "the next task runs", |t| t.admitted_at.is_some())
+        .await;
     s.shutdown().await;
 }

@@ -58,14 +58,31 @@ pub struct Repo {
 }
 
 fn backing_git(bare: &std::path::Path, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("git").arg("--git-dir").arg(bare).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(bare)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Reloads the branch map from the backing repository.
 fn sync_branches(repo: &mut Repo) {
-    let Some(bare) = repo.backing.clone() else { return };
-    let listing = backing_git(&bare, &["for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/heads"]).unwrap_or_default();
+    let Some(bare) = repo.backing.clone() else {
+        return;
+    };
+    let listing = backing_git(
+        &bare,
+        &[
+            "for-each-ref",
+            "--format=%(refname:strip=2) %(objectname)",
+            "refs/heads",
+        ],
+    )
+    .unwrap_or_default();
     repo.branches = listing
         .lines()
         .filter_map(|l| l.split_once(' '))
