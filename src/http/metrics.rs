@@ -96,19 +96,18 @@ pub fn render(store: &Store, claims: &ClaimStats) -> String {
     );
     let _ = writeln!(out, "orch_blocked_tasks {blocked}");
 
-    let serial = store.serial_snapshot();
+    let serial = store.serial_gauges();
     family(
         &mut out,
         "orch_serial_gate_waiting",
         "gauge",
         "Analyst jobs waiting at a repo's serial gate.",
     );
-    for (repo, gate) in &serial.per_repo {
+    for (repo, (waiting, _)) in &serial {
         let _ = writeln!(
             out,
-            "orch_serial_gate_waiting{{repo=\"{}\"}} {}",
-            label(repo),
-            gate.waiting_count
+            "orch_serial_gate_waiting{{repo=\"{}\"}} {waiting}",
+            label(repo)
         );
     }
     family(
@@ -117,12 +116,12 @@ pub fn render(store: &Store, claims: &ClaimStats) -> String {
         "gauge",
         "Whether a task holds the repo's serial gate (1) or not (0).",
     );
-    for (repo, gate) in &serial.per_repo {
+    for (repo, (_, active)) in &serial {
         let _ = writeln!(
             out,
             "orch_serial_gate_active{{repo=\"{}\"}} {}",
             label(repo),
-            u8::from(gate.active_task.is_some())
+            u8::from(*active)
         );
     }
 

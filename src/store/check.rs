@@ -256,6 +256,16 @@ impl ReadTx {
             &cancelled,
             &keys(&self.cancelled, |k| k)?,
         );
+        for row in self.repo_waiting.iter()? {
+            let (k, v) = row?;
+            let (repo, job) = k.value();
+            if jobs.get(&job).map(|j| j.task_id) != Some(v.value()) {
+                problems.push(format!(
+                    "claim_repo_waiting: ({repo}, {job}) names task {}, not the job's task",
+                    v.value()
+                ));
+            }
+        }
         let mut debts = 0u64;
         for row in self.cleanup_debt.iter()? {
             let (k, v) = row?;

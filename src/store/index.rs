@@ -36,6 +36,24 @@ fn set_member<'k, K: Key + 'static>(
     Ok(true)
 }
 
+/// Like `set_member`, for the waiting set whose value names the job's task.
+fn set_waiting(
+    table: &mut Table<'_, (&'static str, u64), u64>,
+    repo: &str,
+    job: u64,
+    task: Option<u64>,
+) -> Result<bool, StoreError> {
+    let present = table.get((repo, job))?.map(|v| v.value());
+    if present == task {
+        return Ok(false);
+    }
+    match task {
+        Some(t) => table.insert((repo, job), t)?,
+        None => table.remove((repo, job))?,
+    };
+    Ok(present.is_none() != task.is_none())
+}
+
 fn delta(changed: bool, on: bool) -> i64 {
     match (changed, on) {
         (false, _) => 0,
@@ -104,7 +122,7 @@ impl Tx<'_> {
                 // task only looks at live jobs.
                 set_member(&mut self.ready, o.id, false)?;
                 let repo = self.task(o.task_id)?.repo;
-                let changed = set_member(&mut self.repo_waiting, (repo.as_str(), o.id), false)?;
+                let changed = set_waiting(&mut self.repo_waiting, &repo, o.id, None)?;
                 self.bump(&counter::waiting(&repo), delta(changed, false))?;
             }
             if let Some(o) = old {
@@ -166,7 +184,7 @@ impl Tx<'_> {
             let placement = gates::place(job.status, &f, deps_open, gated);
             set_member(&mut self.ready, job.id, placement == Placement::Ready)?;
             let on = placement == Placement::Waiting;
-            let changed = set_member(&mut self.repo_waiting, (repo, job.id), on)?;
+            let changed = set_waiting(&mut self.repo_waiting, repo, job.id, on.then_some(task.id))?;
             self.bump(&waiting_counter, delta(changed, on))?;
         }
         self.refresh_repo_head(repo)

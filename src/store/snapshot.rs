@@ -123,6 +123,37 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Per gated repo: how many jobs wait and whether a task holds it, from
+    /// the counters and one seek per repo (for `/metrics`). Empty on error.
+    pub fn serial_gauges(&self) -> BTreeMap<String, (u64, bool)> {
+        if !self.gates().serial_enabled {
+            return BTreeMap::new();
+        }
+        let read = self.read(|rx| {
+            let mut repos = distinct_repos(&rx.holders)?;
+            repos.extend(distinct_repos(&rx.repo_waiting)?);
+            repos.sort();
+            repos.dedup();
+            let mut out = BTreeMap::new();
+            for repo in repos
+                .into_iter()
+                .filter(|r| rx.gates.serial_gate_applies(r))
+            {
+                let r = repo.as_str();
+                let active = rx.holders.range((r, 0)..=(r, u64::MAX))?.next().is_some();
+                let waiting = rx.count(&counter::waiting(r))?;
+                out.insert(repo, (waiting, active));
+            }
+            Ok(out)
+        });
+        read.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "serial gauges failed");
+            BTreeMap::new()
+        })
+    }
+}
+
 impl ReadTx {
     /// The oldest `limit` jobs with this status (through the status index)
     /// and how many there are (from the maintained counter), so a caller
@@ -200,13 +231,11 @@ impl ReadTx {
                 .range((r, 0)..=(r, u64::MAX))?
                 .take(LIST_CAP)
             {
-                let job_id = row?.0.value().1;
-                let job = self
-                    .job(job_id)?
-                    .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+                let (k, v) = row?;
+                let (job_id, task_id) = (k.value().1, v.value());
                 let t = self
-                    .task(job.task_id)?
-                    .ok_or_else(|| StoreError::NotFound(format!("task {}", job.task_id)))?;
+                    .task(task_id)?
+                    .ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))?;
                 waiting.push(WaitingJob {
                     job_id,
                     task_id: t.id,
@@ -258,8 +287,8 @@ impl ReadTx {
 }
 
 /// The distinct repos of a `(repo, id)` table, one seek per repo.
-fn distinct_repos(
-    table: &impl ReadableTable<(&'static str, u64), ()>,
+fn distinct_repos<V: redb::Value + 'static>(
+    table: &impl ReadableTable<(&'static str, u64), V>,
 ) -> Result<Vec<String>, StoreError> {
     let mut out: Vec<String> = Vec::new();
     let mut next = table.first()?.map(|(k, _)| k.value().0.to_owned());

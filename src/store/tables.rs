@@ -36,8 +36,9 @@ pub const DEPS_REVERSE: TableDefinition<(u64, u64), ()> = TableDefinition::new("
 
 /// Claimable queued jobs that no serial gate holds back.
 pub const READY: TableDefinition<u64, ()> = TableDefinition::new("claim_ready");
-/// (repo, job id): analyst jobs of unadmitted tasks behind a serial gate.
-pub const REPO_WAITING: TableDefinition<(&str, u64), ()> =
+/// (repo, job id) → task id: analyst jobs of unadmitted tasks behind a
+/// serial gate. The task id spares the snapshot a job read per entry.
+pub const REPO_WAITING: TableDefinition<(&str, u64), u64> =
     TableDefinition::new("claim_repo_waiting");
 /// (repo, task id): tasks that hold their repo's serial gate.
 pub const HOLDERS: TableDefinition<(&str, u64), ()> = TableDefinition::new("claim_holders");
