@@ -39,7 +39,7 @@ pub fn call(
             _ => client.get(&url),
         };
         if let Some(token) = &settings.api_token {
-            req = req.bearer_auth(token);
+            req = req.bearer_auth(token.expose());
         }
         let resp = req.send().await.with_context(|| {
             format!(

@@ -12,6 +12,13 @@ pub enum DbCommand {
     /// Verify every index against the records; prints a one-line verdict and
     /// exits 1 if anything is out of step.
     Check,
+    /// Copy the store to a new file (offline, like every `db` command).
+    Backup {
+        /// Where the copy goes; must not exist.
+        dest: std::path::PathBuf,
+    },
+    /// Give the file's free pages back to the filesystem.
+    Compact,
 }
 
 fn now() -> i64 {
@@ -32,6 +39,38 @@ fn open(env: &impl Fn(&str) -> Option<String>) -> Result<Store, Failure> {
 
 pub fn run(cmd: DbCommand, env: &impl Fn(&str) -> Option<String>) -> Result<(), Failure> {
     match cmd {
+        DbCommand::Backup { dest } => {
+            let store = open(env)?;
+            let report = store.check()?;
+            if !report.ok() {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "refusing to back up a store that fails its check: {}",
+                    report.verdict()
+                )));
+            }
+            let bytes = store.backup(&dest)?;
+            println!(
+                "backed up {} ({bytes} bytes) to {}",
+                store.path().display(),
+                dest.display()
+            );
+            Ok(())
+        }
+        DbCommand::Compact => {
+            let mut store = open(env)?;
+            let before = std::fs::metadata(store.path())
+                .map(|m| m.len())
+                .unwrap_or(0);
+            store.compact()?;
+            let after = std::fs::metadata(store.path())
+                .map(|m| m.len())
+                .unwrap_or(0);
+            println!(
+                "compacted {}: {before} → {after} bytes",
+                store.path().display()
+            );
+            Ok(())
+        }
         DbCommand::Check => {
             let store = open(env)?;
             let report = store.check()?;

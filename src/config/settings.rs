@@ -80,7 +80,8 @@ pub struct Settings {
     pub db_path: PathBuf,
     pub config_path: PathBuf,
     pub http_addr: SocketAddr,
-    pub api_token: Option<String>,
+    /// Never printed: its `Debug` is redacted.
+    pub api_token: Option<crate::plane::Secret>,
     pub workers: usize,
     pub lease: Duration,
     pub heartbeat: Duration,
@@ -200,7 +201,7 @@ impl Settings {
             db_path,
             config_path,
             http_addr,
-            api_token: env.get("ORCH_API_TOKEN").filter(|s| !s.is_empty()),
+            api_token: crate::plane::Secret::from_env(env.get("ORCH_API_TOKEN")),
             workers: small(env, "ORCH_WORKERS", 2, 64)? as usize,
             lease,
             heartbeat,
@@ -293,6 +294,18 @@ mod tests {
         );
         assert_eq!(s.agent_command(Role::Tester).unwrap(), ["test agent", "-x"]);
         s.require_agent_commands().unwrap();
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let env = Env::from_pairs([
+            ("ORCH_CONFIG", "/nonexistent/orch.toml"),
+            ("ORCH_API_TOKEN", "api-s3cret-value"),
+            ("ORCH_GITEA_TOKEN", "gitea-s3cret-value"),
+            ("ORCH_GITEA_URL", "http://127.0.0.1:3000"),
+        ]);
+        let printed = format!("{:?}", Settings::load(&env).unwrap());
+        assert!(!printed.contains("s3cret"), "{printed}");
     }
 
     #[test]

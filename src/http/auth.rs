@@ -61,7 +61,12 @@ fn check(state: &HttpState, req: &Request) -> Result<(), ApiError> {
         return Err(ApiError::ForeignHost(host_value));
     }
     if surface == Surface::Guarded
-        && let Some(token) = state.rt.settings.api_token.as_deref()
+        && let Some(token) = state
+            .rt
+            .settings
+            .api_token
+            .as_ref()
+            .map(crate::plane::Secret::expose)
         && !bearer_matches(headers, token)
     {
         return Err(ApiError::Unauthorized);

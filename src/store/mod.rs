@@ -147,6 +147,29 @@ impl Store {
         Self::prepared(db, path, opts, now)
     }
 
+    /// Compacts the file (offline: the caller holds it). Returns whether
+    /// anything was reclaimed.
+    pub fn compact(&mut self) -> Result<bool, StoreError> {
+        self.db.compact().map_err(|e| StoreError::Db(e.to_string()))
+    }
+
+    /// Writes a consistent copy of the store to `dest`, which must not
+    /// exist. Offline: this process holds the file and writes nothing while
+    /// it copies, and every commit was durable, so the copy is the last
+    /// committed state.
+    pub fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
+        if dest.exists() {
+            return Err(StoreError::Conflict(format!(
+                "{} exists; a backup never overwrites",
+                dest.display()
+            )));
+        }
+        // While this process holds the file nothing else writes it, and
+        // this store has no write under way: the file is consistent.
+        std::fs::copy(&self.path, dest)
+            .map_err(|e| StoreError::Db(format!("copying to {}: {e}", dest.display())))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -173,3 +173,37 @@ fn task_commands_reach_a_running_server() {
     let t = store.read(|rx| rx.task(1)).unwrap().unwrap();
     assert!(t.cancel.is_some(), "the STOP reached the server");
 }
+
+/// `orch db backup` writes a copy that opens and checks clean; `orch db
+/// compact` keeps every record.
+#[test]
+fn backup_and_compact() {
+    let dir = tempdir();
+    {
+        let store = Store::open(dir.path().join("orch.redb"), Options::default(), 5).unwrap();
+        for i in 1..=20 {
+            store
+                .write(6, |tx| {
+                    tx.create_task(new_task(&format!("ORCH-{i}"), "r", &[]))
+                        .map(|_| ())
+                })
+                .unwrap();
+        }
+    }
+    let copy = dir.path().join("backup.redb");
+    let out = orch(dir.path(), &["db", "backup", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let again = orch(dir.path(), &["db", "backup", copy.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "a backup never overwrites");
+    let backup = Store::open(&copy, Options::default(), 7).unwrap();
+    let report = backup.check().unwrap();
+    assert!(report.ok() && report.tasks == 20, "{report:?}");
+    drop(backup);
+    let out = orch(dir.path(), &["db", "compact"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = orch(dir.path(), &["db", "check"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ok: 20 tasks"),
+        "{out:?}"
+    );
+}

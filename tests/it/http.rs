@@ -72,7 +72,11 @@ impl Api {
                     .expect("orch serve runs");
             }),
         };
-        let token = w.rt.settings.api_token.clone();
+        let token =
+            w.rt.settings
+                .api_token
+                .as_ref()
+                .map(|s| s.expose().to_owned());
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
