@@ -11,7 +11,6 @@
 //! Run with `cargo bench --bench pipeline`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,43 +20,8 @@ use orch::pipeline::apply;
 use orch::runtime::{Runtime, now};
 use orch::store::NewTask;
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@orch.invalid",
-            "-c",
-            "core.hooksPath=/dev/null",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
-}
-
 fn remote(root: &Path) -> PathBuf {
-    let seed = root.join("seed");
-    std::fs::create_dir_all(&seed).unwrap();
-    git(&seed, &["init", "-q", "-b", "main"]);
-    std::fs::write(seed.join("README.md"), "bench\n").unwrap();
-    git(&seed, &["add", "."]);
-    git(&seed, &["commit", "-q", "-m", "init"]);
-    let bare = root.join("r.git");
-    git(
-        root,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            seed.to_str().unwrap(),
-            bare.to_str().unwrap(),
-        ],
-    );
-    bare
+    orch::runtime::make_remote(root, "r").unwrap()
 }
 
 fn orch_exe() -> PathBuf {
@@ -197,9 +161,14 @@ async fn webhook_scenario(root: &Path, runs: usize) -> Vec<Duration> {
         format!("[[repo]]\nname = \"r\"\nremote = \"{}\"\nplane_project = \"BENCH\"\nplane_project_id = \"{PROJECT}\"\n", bare.display()),
     )
     .unwrap();
-    let cmd = format!("sh -c \"ORCH_DEMO_SLEEP_MS=60000 exec '{}' agent-demo\"", exe.display());
-    let mut pairs: Vec<(String, String)> =
-        ["PATH", "HOME"].into_iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v))).collect();
+    let cmd = format!(
+        "sh -c \"ORCH_DEMO_SLEEP_MS=60000 exec '{}' agent-demo\"",
+        exe.display()
+    );
+    let mut pairs: Vec<(String, String)> = ["PATH", "HOME"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)))
+        .collect();
     for (k, v) in [
         ("ORCH_DATA_DIR", root.join("data").display().to_string()),
         ("ORCH_CONFIG", root.join("orch.toml").display().to_string()),
@@ -211,7 +180,9 @@ async fn webhook_scenario(root: &Path, runs: usize) -> Vec<Duration> {
         pairs.push((k.to_owned(), v));
     }
     let env = Env::from_pairs(pairs);
-    let rt: Arc<Runtime> = Runtime::open(Settings::load(&env).unwrap(), env).unwrap().with_builtin_exe(exe);
+    let rt: Arc<Runtime> = Runtime::open(Settings::load(&env).unwrap(), env)
+        .unwrap()
+        .with_builtin_exe(exe);
     let listener = orch::http::Listener::bind(&rt.settings).await.unwrap();
     let url = format!("http://{}/webhooks/plane", listener.local_addr());
     let server = tokio::spawn(orch::runtime::serve_with_http(rt.clone(), listener));
@@ -221,16 +192,32 @@ async fn webhook_scenario(root: &Path, runs: usize) -> Vec<Duration> {
         let body = delivery(i as u64 + 1);
         let sig = orch::plane::signature::sign_hex(SECRET.as_bytes(), &body);
         let t0 = Instant::now();
-        let resp = http.post(&url).header("X-Plane-Signature", sig).header("Content-Type", "application/json").body(body).send().await.unwrap();
+        let resp = http
+            .post(&url)
+            .header("X-Plane-Signature", sig)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         let id = loop {
-            let found = rt.store.read(|rx| rx.resolve(&orch::store::TaskKey::WorkItem(format!("BENCH-{}", i + 1)))).unwrap();
+            let found = rt
+                .store
+                .read(|rx| rx.resolve(&orch::store::TaskKey::WorkItem(format!("BENCH-{}", i + 1))))
+                .unwrap();
             if let Some(id) = found {
                 break id;
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
         };
-        while !rt.store.read(|rx| rx.jobs_of(id)).unwrap().iter().any(|j| j.status == JobStatus::Running && j.pid.is_some()) {
+        while !rt
+            .store
+            .read(|rx| rx.jobs_of(id))
+            .unwrap()
+            .iter()
+            .any(|j| j.status == JobStatus::Running && j.pid.is_some())
+        {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         if i > 0 {
@@ -262,7 +249,10 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
-        report("P2 signed webhook → agent running", webhook_scenario(tmp.path(), runs).await);
+        report(
+            "P2 signed webhook → agent running",
+            webhook_scenario(tmp.path(), runs).await,
+        );
         for stubborn in [false, true] {
             let tmp = tempfile::tempdir().unwrap();
             let (spawn, dead, cancelled) = scenario(tmp.path(), stubborn, runs).await;

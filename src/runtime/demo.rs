@@ -54,8 +54,9 @@ fn git(dir: &Path, args: &[&str]) -> Result<(), RuntimeError> {
     }
 }
 
-/// A bare remote with one commit on `main`.
-fn make_remote(root: &Path, name: &str) -> Result<PathBuf, RuntimeError> {
+/// A bare remote with one commit on `main` (the demo's repos; tests and
+/// benchmarks make theirs the same way).
+pub fn make_remote(root: &Path, name: &str) -> Result<PathBuf, RuntimeError> {
     let work = root.join(format!("{name}-seed"));
     std::fs::create_dir_all(&work).map_err(|e| RuntimeError::Other(e.to_string()))?;
     git(&work, &["init", "-q", "-b", "main"])?;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, watch};
 
 pub use cancel::{CRASH_AFTER_STEP_VAR, archive_dir, drive as drive_cancel};
-pub use demo::{Server, run as demo};
+pub use demo::{Server, make_remote, run as demo};
 pub use recovery::{Recovered, run as recover};
 pub use serve::{ServeError, serve, serve_with_http};
 

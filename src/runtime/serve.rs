@@ -97,11 +97,14 @@ async fn wait_for_signal(rt: Arc<Runtime>) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Tasks waiting on tracker issues orch never saw ask again, at most once
-/// a minute.
-async fn external_deps(rt: Arc<Runtime>) {
+/// Runs `pass` every `period` until shutdown.
+async fn periodically<F, Fut>(rt: Arc<Runtime>, period: std::time::Duration, mut pass: F)
+where
+    F: FnMut(Arc<Runtime>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut shutdown = rt.shutdown.subscribe();
-    let mut tick = tokio::time::interval(super::tracker::EXTERNAL_DEPS_RECHECK);
+    let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -110,57 +113,60 @@ async fn external_deps(rt: Arc<Runtime>) {
         if rt.is_shutting_down() {
             break;
         }
-        rt.recheck_external_dependencies().await;
+        pass(rt.clone()).await;
     }
+}
+
+/// Tasks waiting on tracker issues orch never saw ask again, at most once
+/// a minute.
+async fn external_deps(rt: Arc<Runtime>) {
+    periodically(rt, super::tracker::EXTERNAL_DEPS_RECHECK, |rt| async move {
+        rt.recheck_external_dependencies().await
+    })
+    .await;
 }
 
 /// Every `ORCH_REAPER_INTERVAL_SECS`: expired leases back to the queue (or
 /// failed, or cancelled), in one transaction with the pipeline's decision
 /// for every job it failed.
 async fn reaper(rt: Arc<Runtime>) {
-    let mut shutdown = rt.shutdown.subscribe();
-    let mut tick = tokio::time::interval(rt.settings.reaper_interval);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => {}
-        }
-        if rt.is_shutting_down() {
-            break;
-        }
-        let (max, limits) = (rt.settings.max_attempts, rt.limits());
-        let res = rt
-            .writer
-            .call(now(), move |tx| {
-                let out = tx.reap(max)?;
-                for o in out
-                    .iter()
-                    .filter(|o| o.status == crate::domain::JobStatus::Failed)
-                {
-                    apply::after_reaped_failure(tx, o.job_id, limits)?;
-                }
-                Ok::<_, StoreError>(out)
-            })
-            .await;
-        if let Err(e) = super::cancel::settle_debts(&rt).await {
-            tracing::warn!(error = %e, "settling cleanup debt failed");
-        }
-        // A cancel whose driver failed on a store error is driven again.
-        if let Ok(ids) = rt.store.read(|rx| rx.cancelling(usize::MAX)) {
-            for id in ids {
-                rt.kick_cancel(id);
+    let period = rt.settings.reaper_interval;
+    periodically(rt, period, reaper_pass).await;
+}
+
+async fn reaper_pass(rt: Arc<Runtime>) {
+    let (max, limits) = (rt.settings.max_attempts, rt.limits());
+    let res = rt
+        .writer
+        .call(now(), move |tx| {
+            let out = tx.reap(max)?;
+            for o in out
+                .iter()
+                .filter(|o| o.status == crate::domain::JobStatus::Failed)
+            {
+                apply::after_reaped_failure(tx, o.job_id, limits)?;
             }
+            Ok::<_, StoreError>(out)
+        })
+        .await;
+    if let Err(e) = super::cancel::settle_debts(&rt).await {
+        tracing::warn!(error = %e, "settling cleanup debt failed");
+    }
+    // A cancel whose driver failed on a store error is driven again.
+    if let Ok(ids) = rt.store.read(|rx| rx.cancelling(usize::MAX)) {
+        for id in ids {
+            rt.kick_cancel(id);
         }
-        match res {
-            Ok(out) if !out.is_empty() => {
-                tracing::info!(reaped = out.len(), "reaper pass");
-                for o in &out {
-                    rt.stop_job(o.job_id);
-                }
-                rt.wake.notify_waiters();
+    }
+    match res {
+        Ok(out) if !out.is_empty() => {
+            tracing::info!(reaped = out.len(), "reaper pass");
+            for o in &out {
+                rt.stop_job(o.job_id);
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "reaper pass failed"),
+            rt.wake.notify_waiters();
         }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "reaper pass failed"),
     }
 }

@@ -36,34 +36,7 @@ pub fn demo_agent_with(vars: &str) -> String {
 
 /// A bare remote with one commit on `main`.
 pub fn bare_remote(root: &Path, name: &str) -> PathBuf {
-    let seed = root.join(format!("{name}-seed"));
-    std::fs::create_dir_all(&seed).unwrap();
-    git(&seed, &["init", "-q", "-b", "main"]);
-    std::fs::write(seed.join("README.md"), format!("# {name}\n")).unwrap();
-    git(&seed, &["add", "README.md"]);
-    git(
-        &seed,
-        &[
-            "-c",
-            "core.hooksPath=/dev/null",
-            "commit",
-            "-q",
-            "-m",
-            "initial",
-        ],
-    );
-    let bare = root.join(format!("{name}.git"));
-    git(
-        root,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            seed.to_str().unwrap(),
-            bare.to_str().unwrap(),
-        ],
-    );
-    bare
+    orch::runtime::make_remote(root, name).unwrap()
 }
 
 pub struct Builder {
