@@ -136,19 +136,27 @@ async fn reaper(rt: Arc<Runtime>) {
 
 async fn reaper_pass(rt: Arc<Runtime>) {
     let (max, limits) = (rt.settings.max_attempts, rt.limits());
-    let res = rt
-        .writer
-        .call(now(), move |tx| {
-            let out = tx.reap(max)?;
-            for o in out
-                .iter()
-                .filter(|o| o.status == crate::domain::JobStatus::Failed)
-            {
-                apply::after_reaped_failure(tx, o.job_id, limits)?;
-            }
-            Ok::<_, StoreError>(out)
-        })
-        .await;
+    // Nothing expired: no write transaction at all.
+    let expired = rt
+        .store
+        .read(|rx| rx.has_expired_lease(now()))
+        .unwrap_or(true);
+    let res = if !expired {
+        Ok(Vec::new())
+    } else {
+        rt.writer
+            .call(now(), move |tx| {
+                let out = tx.reap(max)?;
+                for o in out
+                    .iter()
+                    .filter(|o| o.status == crate::domain::JobStatus::Failed)
+                {
+                    apply::after_reaped_failure(tx, o.job_id, limits)?;
+                }
+                Ok::<_, StoreError>(out)
+            })
+            .await
+    };
     if let Err(e) = super::cancel::settle_debts(&rt).await {
         tracing::warn!(error = %e, "settling cleanup debt failed");
     }

@@ -24,15 +24,21 @@ pub async fn run(rt: Arc<Runtime>, name: String, claims: Arc<ClaimStats>) {
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        // Looking first keeps an idle worker from committing empty write
+        // transactions (each one an fsync) every time it wakes.
+        let claimable = rt.store.read(|rx| rx.has_claimable()).unwrap_or(true);
         let lease_ms = rt.lease_ms();
         let boot = rt.boot_id.clone();
         let worker = name.clone();
         let asked = Instant::now();
-        match rt
-            .writer
-            .call(now(), move |tx| tx.claim(&worker, lease_ms, Some(&boot)))
-            .await
-        {
+        let claimed = if claimable {
+            rt.writer
+                .call(now(), move |tx| tx.claim(&worker, lease_ms, Some(&boot)))
+                .await
+        } else {
+            Ok(None)
+        };
+        match claimed {
             Ok(Some(lease)) => {
                 claims.record_claim(asked.elapsed());
                 tracing::info!(worker = %name, job = lease.job_id, task = lease.task_id, role = %lease.role, "claimed");

@@ -238,6 +238,17 @@ impl ReadTx {
         jobs_of(&self.jobs_by_task, &self.jobs, task_id)
     }
 
+    /// Whether a claim would find a job: lets an idle worker look without
+    /// opening a write transaction.
+    pub fn has_claimable(&self) -> Result<bool, StoreError> {
+        Ok(self.ready.first()?.is_some() || self.heads.first()?.is_some())
+    }
+
+    /// Whether any running job's lease expired before `now`.
+    pub fn has_expired_lease(&self, now: crate::domain::Millis) -> Result<bool, StoreError> {
+        Ok(self.leases.first()?.is_some_and(|(k, _)| k.value().0 < now))
+    }
+
     /// Every job with this status, oldest first (through the status index).
     pub fn jobs_with_status(
         &self,

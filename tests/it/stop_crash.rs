@@ -269,3 +269,51 @@ fn crash_between_every_cancel_step_tc_s13() {
         assert_eq!(scenario(Some(step)), expected, "crash after {step}");
     }
 }
+
+/// TC-33 across a real crash: `orch serve` is SIGKILLed while an agent
+/// runs; the agent survives it; the next `orch serve` stops that agent
+/// (verified by pid and start time), requeues its job as interrupted, and
+/// the task runs to `done` with no process left behind.
+#[test]
+fn sigkill_then_restart_recovers_the_running_job_tc33() {
+    let site = Site::new();
+    site.run(&["task", "start", "ORCH-1", "--repo", "r", "--title", "first"]);
+    let sleepy = demo_agent_with("ORCH_DEMO_SLEEP_MS=60000");
+    let mut serve = site.serve(&[("ORCH_AGENT_CMD_ANALYST", &sleepy)]);
+    wait_for("the analyst agent", 60, || {
+        std::fs::metadata(site.log(1)).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    let (pid, start) = {
+        let store = Store::open(site.root.join("data/orch.redb"), Options::default(), 0).unwrap();
+        let job = store.read(|rx| rx.job(1)).unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Running);
+        (job.pid.unwrap(), job.pid_start.unwrap())
+    };
+    assert!(orch::agent::is_alive(pid, start), "the agent outlived orch");
+    let serve = site.serve(&[]);
+    wait_for("ORCH-1 merged", 90, || {
+        site.remote_main_files().contains("CHANGES-ORCH-1.md")
+    });
+    assert!(!orch::agent::is_alive(pid, start), "no orphan agent");
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm(serve);
+    let store = Store::open(site.root.join("data/orch.redb"), Options::default(), 0).unwrap();
+    let (task, job, events) = store
+        .read(|rx| Ok((rx.task(1)?.unwrap(), rx.job(1)?.unwrap(), rx.events_of(1)?)))
+        .unwrap();
+    assert_eq!(task.stage, Stage::Done);
+    assert_eq!(
+        (job.status, job.attempt),
+        (JobStatus::Done, 2),
+        "the same job, claimed again"
+    );
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"agent_signalled") && kinds.contains(&"job_interrupted"),
+        "{kinds:?}"
+    );
+    assert!(store.check().unwrap().ok());
+}

@@ -279,3 +279,96 @@ async fn webhook_stop_during_development() {
         .await;
     s.shutdown().await;
 }
+
+/// TC-41: bad webhook input (bad or missing signature, malformed JSON, wrong
+/// types, oversize, an irrelevant event, no secret configured) gets its 4xx
+/// or 503 (200 for an irrelevant event), and the store file is byte for byte
+/// unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_webhook_input_changes_nothing_tc41() {
+    let s = Site::start(&[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let db = s.w.data_dir().join("orch.redb");
+    let before = std::fs::read(&db).unwrap();
+    let post = |path: &'static str, sig: Option<String>, body: Vec<u8>| {
+        let mut req = s
+            .http
+            .post(format!("http://{}{path}", s.addr))
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(sig) = sig {
+            req = req.header(
+                if path.contains("plane") {
+                    "X-Plane-Signature"
+                } else {
+                    "X-Gitea-Signature"
+                },
+                sig,
+            );
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let sign = |b: &[u8]| Some(orch::plane::signature::sign_hex(SECRET.as_bytes(), b));
+    let good: Vec<u8> = fp::STATE_UPDATED.as_bytes().to_vec();
+    let mut wrong_types: Value = serde_json::from_str(fp::STATE_UPDATED).unwrap();
+    wrong_types["data"]["sequence_id"] = "ninety".into();
+    let wrong_types = serde_json::to_vec(&wrong_types).unwrap();
+    let malformed = b"{\"event\": \"issue\", ".to_vec();
+    let oversize = vec![b' '; 2 << 20];
+    let irrelevant = fp::PRIORITY_UPDATED.as_bytes().to_vec();
+    let cases: Vec<(&str, &'static str, Option<String>, Vec<u8>, u16)> = vec![
+        (
+            "bad signature",
+            "/webhooks/plane",
+            Some("00".repeat(32)),
+            good.clone(),
+            401,
+        ),
+        ("no signature", "/webhooks/plane", None, good.clone(), 401),
+        (
+            "malformed JSON",
+            "/webhooks/plane",
+            sign(&malformed),
+            malformed.clone(),
+            400,
+        ),
+        (
+            "wrong types",
+            "/webhooks/plane",
+            sign(&wrong_types),
+            wrong_types.clone(),
+            400,
+        ),
+        (
+            "oversize",
+            "/webhooks/plane",
+            sign(&oversize),
+            oversize.clone(),
+            413,
+        ),
+        (
+            "irrelevant event",
+            "/webhooks/plane",
+            sign(&irrelevant),
+            irrelevant.clone(),
+            200,
+        ),
+        (
+            "no secret configured",
+            "/webhooks/gitea",
+            Some("00".repeat(32)),
+            b"{}".to_vec(),
+            503,
+        ),
+    ];
+    for (what, path, sig, body, expected) in cases {
+        assert_eq!(post(path, sig, body).await, expected, "{what}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "the store file changed"
+    );
+    assert_eq!(s.w.read(|rx| rx.list_tasks(None, 10, |_| true)).0.len(), 0);
+    s.shutdown().await;
+}
