@@ -316,7 +316,9 @@ async fn bad_webhook_input_changes_nothing_tc41() {
     let malformed = b"{\"event\": \"issue\", ".to_vec();
     let oversize = vec![b' '; 2 << 20];
     let irrelevant = fp::PRIORITY_UPDATED.as_bytes().to_vec();
-    let cases: Vec<(&str, &'static str, Option<String>, Vec<u8>, u16)> = vec![
+    // (what, path, signature, body, expected status)
+    type Case = (&'static str, &'static str, Option<String>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         (
             "bad signature",
             "/webhooks/plane",
