@@ -2,7 +2,8 @@
 //! bare remotes, the built-in scripted agent, a deploy command that
 //! succeeds. Two tasks of one repo go strictly one after the other through
 //! the serial gate; a task of the second repo waits for a dependency, then
-//! runs in parallel. Every event is printed as it happens.
+//! runs in parallel; a task of a third repo is stopped while its developer
+//! works. Every event is printed as it happens.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -89,12 +90,21 @@ pub async fn run(out: &mut (impl Write + Send)) -> Result<bool, RuntimeError> {
     let _scratch = Scratch(root.clone());
     let alpha = make_remote(&root, "alpha")?;
     let beta = make_remote(&root, "beta")?;
+    let gamma = make_remote(&root, "gamma")?;
     let config = root.join("orch.toml");
     let toml = format!(
         "[[repo]]\nname = \"alpha\"\nremote = \"{}\"\ndeploy_staging = [\"sh\", \"-c\", \"echo staging deployed\"]\ndeploy = [\"sh\", \"-c\", \"echo deployed\"]\n\n\
-         [[repo]]\nname = \"beta\"\nremote = \"{}\"\ndeploy = [\"sh\", \"-c\", \"echo deployed\"]\n",
+         [[repo]]\nname = \"beta\"\nremote = \"{}\"\ndeploy = [\"sh\", \"-c\", \"echo deployed\"]\n\n\
+         [[repo]]\nname = \"gamma\"\nremote = \"{}\"\n",
         alpha.display(),
-        beta.display()
+        beta.display(),
+        gamma.display()
+    );
+    // Developers take a moment, so the STOP of ORCH-4 finds one at work.
+    let exe = crate::agent::builtin_exe()?;
+    let slow_developer = format!(
+        "sh -c \"ORCH_DEMO_SLEEP_MS=800 exec '{}' agent-demo\"",
+        exe.display()
     );
     std::fs::write(&config, toml).map_err(|e| RuntimeError::Other(e.to_string()))?;
     let mut pairs: Vec<(String, String)> = ["PATH", "HOME", "LANG", "TERM"]
@@ -106,7 +116,9 @@ pub async fn run(out: &mut (impl Write + Send)) -> Result<bool, RuntimeError> {
             ("ORCH_DATA_DIR", root.join("data").display().to_string()),
             ("ORCH_CONFIG", config.display().to_string()),
             ("ORCH_AGENT_CMD", "builtin".into()),
-            ("ORCH_WORKERS", "2".into()),
+            ("ORCH_AGENT_CMD_DEVELOPER", slow_developer),
+            ("ORCH_WORKERS", "3".into()),
+            ("ORCH_STOP_GRACE_SECS", "2".into()),
             ("ORCH_HEARTBEAT_SECS", "1".into()),
             ("ORCH_LEASE_SECS", "30".into()),
         ]
@@ -122,12 +134,14 @@ pub async fn run(out: &mut (impl Write + Send)) -> Result<bool, RuntimeError> {
     };
     say(
         out,
-        "orch demo: repos alpha and beta (local bare remotes), the built-in scripted agent".into(),
+        "orch demo: repos alpha, beta and gamma (local bare remotes), the built-in scripted agent"
+            .into(),
     );
     let starts = [
         ("ORCH-1", "alpha", vec![]),
         ("ORCH-2", "alpha", vec![]),
         ("ORCH-3", "beta", vec!["ORCH-1".to_string()]),
+        ("ORCH-4", "gamma", vec![]),
     ];
     let mut ids = Vec::new();
     for (wi, repo, deps) in starts {
@@ -150,27 +164,23 @@ pub async fn run(out: &mut (impl Write + Send)) -> Result<bool, RuntimeError> {
     let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
     let mut names: BTreeMap<u64, String> = BTreeMap::new();
     let mut timeline: Vec<(u64, Event)> = Vec::new();
+    let mut stopped = false;
     let finished = loop {
         let (tasks, events) = read_state(&rt, &ids)?;
-        for t in &tasks {
-            names.insert(t.id, t.work_item_id.clone());
-        }
-        let mut fresh: Vec<Event> = events
-            .into_iter()
-            .filter(|e| e.seq > *seen.get(&e.task_id).unwrap_or(&0))
-            .collect();
-        fresh.sort_by_key(|e| e.seq);
-        for e in fresh {
-            seen.insert(e.task_id, e.seq);
-            let wi = names.get(&e.task_id).cloned().unwrap_or_default();
-            let secs = (e.at - epoch) as f64 / 1000.0;
-            let _ = writeln!(
+        // ORCH-4 is stopped while its developer works.
+        if !stopped && developer_running(&rt, ids[3])? {
+            say(
                 out,
-                "+{secs:>7.3}s {}",
-                format!("{wi} {} {}", e.kind.as_str(), e.detail).trim_end()
+                "orch demo: STOP ORCH-4 (its developer is at work)".into(),
             );
-            timeline.push((e.task_id, e));
+            rt.stop(ids[3]).await?;
+            stopped = true;
         }
+        for t in &tasks {
+            let key = crate::domain::ids::untombstone(&t.work_item_id).unwrap_or(&t.work_item_id);
+            names.insert(t.id, key.to_owned());
+        }
+        print_fresh(out, events, epoch, &names, &mut seen, &mut timeline);
         if tasks.iter().all(|t| t.is_terminal() || t.blocked.is_some()) {
             break tasks;
         }
@@ -182,6 +192,9 @@ pub async fn run(out: &mut (impl Write + Send)) -> Result<bool, RuntimeError> {
     };
     rt.request_shutdown();
     let _ = server.await;
+    // What the workers did while winding down (cleanups after done).
+    let (_, events) = read_state(&rt, &ids)?;
+    print_fresh(out, events, epoch, &names, &mut seen, &mut timeline);
 
     let ok = summary(out, &finished, &timeline, &ids);
     say(
@@ -189,6 +202,43 @@ pub async fn run(out: &mut (impl Write + Send)) -> Result<bool, RuntimeError> {
         format!("demo {}", if ok { "succeeded" } else { "FAILED" }),
     );
     Ok(ok)
+}
+
+/// Prints the events not printed yet, in commit order, and keeps them for
+/// the summary.
+fn print_fresh(
+    out: &mut (impl Write + Send),
+    events: Vec<Event>,
+    epoch: crate::domain::Millis,
+    names: &BTreeMap<u64, String>,
+    seen: &mut BTreeMap<u64, u64>,
+    timeline: &mut Vec<(u64, Event)>,
+) {
+    let mut fresh: Vec<Event> = events
+        .into_iter()
+        .filter(|e| e.seq > *seen.get(&e.task_id).unwrap_or(&0))
+        .collect();
+    fresh.sort_by_key(|e| e.seq);
+    for e in fresh {
+        seen.insert(e.task_id, e.seq);
+        let wi = names.get(&e.task_id).cloned().unwrap_or_default();
+        let secs = (e.at - epoch) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "+{secs:>7.3}s {}",
+            format!("{wi} {} {}", e.kind.as_str(), e.detail).trim_end()
+        );
+        timeline.push((e.task_id, e));
+    }
+}
+
+fn developer_running(rt: &Runtime, id: u64) -> Result<bool, RuntimeError> {
+    let jobs = rt.store.read(|rx| rx.jobs_of(id))?;
+    Ok(jobs.iter().any(|j| {
+        j.role == crate::domain::Role::Developer
+            && j.status == crate::domain::JobStatus::Running
+            && j.pid.is_some()
+    }))
 }
 
 fn read_state(rt: &Runtime, ids: &[u64]) -> Result<(Vec<Task>, Vec<Event>), RuntimeError> {
@@ -226,8 +276,16 @@ fn summary(
     for t in tasks {
         let _ = writeln!(out, "  {:<7} {:<6} {}", t.work_item_id, t.repo, t.stage);
     }
-    let [a, b, c] = [ids[0], ids[1], ids[2]];
-    let all_done = tasks.len() == 3 && tasks.iter().all(|t| t.stage == Stage::Done);
+    let [a, b, c, d] = [ids[0], ids[1], ids[2], ids[3]];
+    let all_done = tasks
+        .iter()
+        .filter(|t| t.id != d)
+        .all(|t| t.stage == Stage::Done)
+        && tasks.len() == 4;
+    let stopped = tasks.iter().any(|t| {
+        t.id == d && t.stage == Stage::Cancelled && t.work_item_id.contains("::cancelled::")
+    }) && at(d, "branch_deleted", None).is_some()
+        && at(d, "docs_archived", None).is_some();
     let a_done = at(a, "stage_advanced", Some("→done"));
     let serial = matches!((a_done, at(b, "admitted", None)), (Some(d), Some(s)) if s >= d);
     let dep = matches!((a_done, at(c, "admitted", None)), (Some(d), Some(s)) if s >= d);
@@ -242,17 +300,21 @@ fn summary(
         _ => false,
     };
     for (ok, what) in [
-        (all_done, "all three tasks reached done"),
+        (all_done, "ORCH-1, ORCH-2 and ORCH-3 reached done"),
         (
             serial,
             "ORCH-2 waited at alpha's serial gate until ORCH-1 was done",
         ),
         (dep, "ORCH-3 waited for its dependency ORCH-1"),
         (parallel, "ORCH-3 (beta) ran while ORCH-2 (alpha) ran"),
+        (
+            stopped,
+            "ORCH-4 (gamma) was stopped during development: agent dead, branch and worktree gone, docs archived, keys freed",
+        ),
     ] {
         let _ = writeln!(out, "  [{}] {what}", if ok { "ok" } else { "MISSED" });
     }
-    all_done && serial && dep && parallel
+    all_done && serial && dep && parallel && stopped
 }
 
 /// Keeps the server task's type readable.

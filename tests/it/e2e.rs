@@ -168,5 +168,6 @@ fn demo_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("stage_advanced analysis→architecture"));
-    assert_eq!(stdout.matches("[ok]").count(), 4, "{stdout}");
+    assert_eq!(stdout.matches("[ok]").count(), 5, "{stdout}");
+    assert!(stdout.contains("ORCH-4 cancelled"), "{stdout}");
 }
