@@ -28,6 +28,29 @@ fn orch_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_orch"))
 }
 
+/// A runtime on `root` whose agents run the built-in agent with `vars`.
+fn open_runtime(root: &Path, vars: &str, extra: &[(&str, String)]) -> Arc<Runtime> {
+    let exe = orch_exe();
+    let cmd = format!("sh -c \"{vars} exec '{}' agent-demo\"", exe.display());
+    let mut pairs: Vec<(String, String)> = ["PATH", "HOME"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)))
+        .collect();
+    for (k, v) in [
+        ("ORCH_DATA_DIR", root.join("data").display().to_string()),
+        ("ORCH_CONFIG", root.join("orch.toml").display().to_string()),
+        ("ORCH_AGENT_CMD", cmd),
+        ("ORCH_STOP_GRACE_SECS", "1".into()),
+    ] {
+        pairs.push((k.to_owned(), v));
+    }
+    pairs.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    let env = Env::from_pairs(pairs);
+    Runtime::open(Settings::load(&env).unwrap(), env)
+        .unwrap()
+        .with_builtin_exe(exe)
+}
+
 fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
@@ -49,7 +72,6 @@ async fn scenario(
     stubborn: bool,
     runs: usize,
 ) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
-    let exe = orch_exe();
     let bare = remote(root);
     std::fs::write(
         root.join("orch.toml"),
@@ -61,24 +83,7 @@ async fn scenario(
     } else {
         "ORCH_DEMO_SLEEP_MS=60000"
     };
-    let cmd = format!("sh -c \"{vars} exec '{}' agent-demo\"", exe.display());
-    let mut pairs: Vec<(String, String)> = ["PATH", "HOME"]
-        .into_iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)))
-        .collect();
-    for (k, v) in [
-        ("ORCH_DATA_DIR", root.join("data").display().to_string()),
-        ("ORCH_CONFIG", root.join("orch.toml").display().to_string()),
-        ("ORCH_AGENT_CMD", cmd),
-        ("ORCH_STOP_GRACE_SECS", "1".into()),
-        ("ORCH_HEARTBEAT_SECS", "5".into()),
-    ] {
-        pairs.push((k.to_owned(), v));
-    }
-    let env = Env::from_pairs(pairs);
-    let rt: Arc<Runtime> = Runtime::open(Settings::load(&env).unwrap(), env)
-        .unwrap()
-        .with_builtin_exe(exe);
+    let rt = open_runtime(root, vars, &[("ORCH_HEARTBEAT_SECS", "5".into())]);
     let server = rt.spawn_serve();
     let (mut spawn, mut dead, mut cancelled) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..=runs {
@@ -154,35 +159,20 @@ fn delivery(seq: u64) -> Vec<u8> {
 /// P2 end to end: signed webhook over loopback HTTP → agent running. Each
 /// task is stopped before the next so the repo's gate is open.
 async fn webhook_scenario(root: &Path, runs: usize) -> Vec<Duration> {
-    let exe = orch_exe();
     let bare = remote(root);
     std::fs::write(
         root.join("orch.toml"),
         format!("[[repo]]\nname = \"r\"\nremote = \"{}\"\nplane_project = \"BENCH\"\nplane_project_id = \"{PROJECT}\"\n", bare.display()),
     )
     .unwrap();
-    let cmd = format!(
-        "sh -c \"ORCH_DEMO_SLEEP_MS=60000 exec '{}' agent-demo\"",
-        exe.display()
+    let rt = open_runtime(
+        root,
+        "ORCH_DEMO_SLEEP_MS=60000",
+        &[
+            ("ORCH_HTTP_ADDR", "127.0.0.1:0".into()),
+            ("ORCH_PLANE_WEBHOOK_SECRET", SECRET.into()),
+        ],
     );
-    let mut pairs: Vec<(String, String)> = ["PATH", "HOME"]
-        .into_iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)))
-        .collect();
-    for (k, v) in [
-        ("ORCH_DATA_DIR", root.join("data").display().to_string()),
-        ("ORCH_CONFIG", root.join("orch.toml").display().to_string()),
-        ("ORCH_AGENT_CMD", cmd),
-        ("ORCH_STOP_GRACE_SECS", "1".into()),
-        ("ORCH_HTTP_ADDR", "127.0.0.1:0".into()),
-        ("ORCH_PLANE_WEBHOOK_SECRET", SECRET.into()),
-    ] {
-        pairs.push((k.to_owned(), v));
-    }
-    let env = Env::from_pairs(pairs);
-    let rt: Arc<Runtime> = Runtime::open(Settings::load(&env).unwrap(), env)
-        .unwrap()
-        .with_builtin_exe(exe);
     let listener = orch::http::Listener::bind(&rt.settings).await.unwrap();
     let url = format!("http://{}/webhooks/plane", listener.local_addr());
     let server = tokio::spawn(orch::runtime::serve_with_http(rt.clone(), listener));

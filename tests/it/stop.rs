@@ -30,6 +30,16 @@ async fn running_agent(w: &World, task: u64, role: Role) -> Job {
     }
 }
 
+/// Waits until a job of the task is running inside its critical window.
+async fn in_critical_window(w: &World, task: u64) {
+    w.wait_task(task, 60, "critical window", |_| {
+        w.jobs(task)
+            .iter()
+            .any(|j| j.critical_since.is_some() && j.status == JobStatus::Running)
+    })
+    .await;
+}
+
 fn alive(j: &Job) -> bool {
     orch::agent::is_alive(j.pid.unwrap(), j.pid_start.unwrap())
 }
@@ -319,12 +329,7 @@ async fn stop_in_critical_window_superseded_tc_s10() {
         .build();
     w.serve();
     let a = w.start("ORCH-1", "r", &[]).await;
-    w.wait_task(a, 60, "critical window", |_| {
-        w.jobs(a)
-            .iter()
-            .any(|j| j.critical_since.is_some() && j.status == JobStatus::Running)
-    })
-    .await;
+    in_critical_window(&w, a).await;
     let answer = w.rt.stop(a).await.unwrap();
     assert!(
         matches!(
@@ -363,12 +368,7 @@ async fn stop_in_critical_window_deploy_fails_tc_s11() {
         .build();
     w.serve();
     let a = w.start("ORCH-1", "r", &[]).await;
-    w.wait_task(a, 60, "critical window", |_| {
-        w.jobs(a)
-            .iter()
-            .any(|j| j.critical_since.is_some() && j.status == JobStatus::Running)
-    })
-    .await;
+    in_critical_window(&w, a).await;
     w.rt.stop(a).await.unwrap();
     let t = w
         .wait_task(a, 30, "cancelled", |t| t.stage.is_terminal())
